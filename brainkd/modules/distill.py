@@ -1,0 +1,78 @@
+"""DistillModule: trains a student on a frozen teacher's soft targets and the labels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from brainkd.distillation import KD_FORMS, distillation_loss
+from brainkd.modules.base import ClassifierBase
+
+
+class DistillModule(ClassifierBase):
+    """Train ``student`` on ``alpha * KL(teacher || student at T) + (1 - alpha) * CE``.
+
+    The teacher is frozen: it is kept in eval mode for the whole fit, its parameters do
+    not require gradients, and it is held outside the module's registered children, so it
+    is neither in the optimiser nor in the student's checkpoint.
+    """
+
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        class_names: list[str],
+        temperature: float = 4.0,
+        alpha: float = 0.7,
+        kd_form: str = "paper",
+        **options: Any,
+    ):
+        super().__init__(student, class_names, **options)
+        if temperature <= 0:
+            raise ValueError(f"distill.temperature must be positive, got {temperature}")
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"distill.alpha must lie in [0, 1], got {alpha}")
+        if kd_form not in KD_FORMS:
+            raise ValueError(f"distill.kd_form must be one of {KD_FORMS}, got {kd_form!r}")
+        self.temperature = float(temperature)
+        self.alpha = float(alpha)
+        self.kd_form = kd_form
+
+        teacher.eval()
+        teacher.requires_grad_(False)
+        # object.__setattr__ keeps the teacher out of self.children(), state_dict() and .to().
+        object.__setattr__(self, "teacher", teacher)
+
+    @property
+    def student(self) -> nn.Module:
+        return self.model
+
+    def teacher_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Run the frozen teacher on ``images`` (moved to their device on first use)."""
+        reference = next(self.teacher.parameters(), None)
+        if reference is not None and reference.device != images.device:
+            self.teacher.to(images.device)
+        if self.teacher.training:
+            self.teacher.eval()
+        with torch.no_grad():
+            return self.teacher(images)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        images, labels, _ = batch
+        student_logits = self(images)
+        teacher_logits = self.teacher_logits(images)
+        losses = distillation_loss(student_logits, teacher_logits, labels, self.temperature, self.alpha, self.kd_form)
+        accuracy = (student_logits.argmax(dim=1) == labels).float().mean()
+
+        batch_size = len(labels)
+        self.log("train/loss", losses["loss"], on_step=True, on_epoch=True, prog_bar=True, batch_size=batch_size)
+        self.log("train/kd", losses["kd"], on_step=False, on_epoch=True, batch_size=batch_size)
+        self.log("train/ce", losses["ce"], on_step=False, on_epoch=True, batch_size=batch_size)
+        self.log("train/accuracy", accuracy, on_step=False, on_epoch=True, batch_size=batch_size)
+        return losses["loss"]
+
+    def on_train_epoch_start(self) -> None:
+        # Lightning's module.train() does not reach the teacher; this guards against other code that might.
+        self.teacher.eval()

@@ -1,0 +1,72 @@
+"""Classification metrics from torchmetrics, named so the averaging is visible."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
+from torchmetrics.functional.classification import (
+    multiclass_accuracy,
+    multiclass_confusion_matrix,
+    multiclass_f1_score,
+    multiclass_precision,
+    multiclass_recall,
+)
+
+
+def metric_collection(num_classes: int) -> MetricCollection:
+    """Build the per-stage metrics: accuracy, macro precision/recall/F1, per-class recall, confusion."""
+    return MetricCollection(
+        {
+            "accuracy": MulticlassAccuracy(num_classes, average="micro"),
+            "precision_macro": MulticlassPrecision(num_classes, average="macro"),
+            "recall_macro": MulticlassRecall(num_classes, average="macro"),
+            "f1_macro": MulticlassF1Score(num_classes, average="macro"),
+            "recall_per_class": MulticlassRecall(num_classes, average=None),
+            "confusion_matrix": MulticlassConfusionMatrix(num_classes),
+        }
+    )
+
+
+def flatten_metrics(values: dict[str, torch.Tensor], class_names: tuple[str, ...] | list[str]) -> dict[str, float]:
+    """Turn a computed collection into scalars: ``recall_per_class`` becomes ``recall_<class>``."""
+    scalars: dict[str, float] = {}
+    for name, value in values.items():
+        if name == "confusion_matrix":
+            continue
+        if name == "recall_per_class":
+            for class_name, recall in zip(class_names, value.tolist()):
+                scalars[f"recall_{class_name}"] = recall
+        else:
+            scalars[name] = float(value)
+    return scalars
+
+
+def metrics_from_logits(
+    logits: torch.Tensor, labels: torch.Tensor, class_names: tuple[str, ...] | list[str]
+) -> dict:
+    """Compute the test metrics of a set of predictions, as plain JSON-ready values."""
+    num_classes = len(class_names)
+    if len(labels) == 0:
+        return {"n": 0}
+    logits = logits.float()
+    predictions = logits.argmax(dim=1)
+    recall = multiclass_recall(predictions, labels, num_classes, average=None)
+    return {
+        "n": int(len(labels)),
+        "accuracy": float(multiclass_accuracy(predictions, labels, num_classes, average="micro")),
+        "precision_macro": float(multiclass_precision(predictions, labels, num_classes, average="macro")),
+        "recall_macro": float(multiclass_recall(predictions, labels, num_classes, average="macro")),
+        "f1_macro": float(multiclass_f1_score(predictions, labels, num_classes, average="macro")),
+        "loss": float(F.cross_entropy(logits, labels)),
+        "recall_per_class": dict(zip(class_names, recall.tolist())),
+        "support_per_class": dict(zip(class_names, torch.bincount(labels, minlength=num_classes).tolist())),
+        "confusion_matrix": multiclass_confusion_matrix(predictions, labels, num_classes).tolist(),
+    }

@@ -1,0 +1,1 @@
+"""Experiment tracking: loggers, callbacks and plots."""

@@ -1,0 +1,69 @@
+"""Lightning loggers and callbacks built from the ``logger`` and ``callbacks`` config groups."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+def build_loggers(logger_cfg: DictConfig | None, stage_dir: Path, run_info: dict[str, Any]) -> list:
+    """Instantiate every configured logger with paths and names for one model of a job.
+
+    ``run_info`` holds ``name`` (the job's name), ``role`` (teacher, student, baseline),
+    ``group``, ``tags`` and ``config`` (the resolved config as plain values).
+    """
+    loggers = []
+    for key, entry in (logger_cfg or {}).items():
+        if entry is None:
+            continue
+        target = entry.get("_target_", "")
+        overrides = _logger_overrides(get_class(target).__name__, stage_dir, run_info)
+        loggers.append(instantiate(entry, **overrides))
+        log.info("Logging %s metrics with %s", run_info["role"], key)
+    return loggers
+
+
+def _logger_overrides(class_name: str, stage_dir: Path, run_info: dict[str, Any]) -> dict[str, Any]:
+    if class_name == "CSVLogger":
+        return {"save_dir": str(stage_dir), "name": "csv", "version": ""}
+    if class_name == "TensorBoardLogger":
+        return {"save_dir": str(stage_dir), "name": "tensorboard", "version": ""}
+    if class_name == "WandbLogger":
+        # Without a key there is nobody to send to, so record offline and let the user sync later.
+        if not os.environ.get("WANDB_API_KEY") and "WANDB_MODE" not in os.environ:
+            os.environ["WANDB_MODE"] = "offline"
+        return {
+            "save_dir": str(stage_dir),
+            "name": f"{run_info['name']}-{run_info['role']}",
+            "group": run_info.get("group"),
+            "job_type": run_info["role"],
+            "tags": list(run_info.get("tags", [])),
+            "config": run_info.get("config"),
+        }
+    return {}
+
+
+def build_callbacks(callbacks_cfg: DictConfig | None, stage_dir: Path) -> list:
+    """Instantiate the configured callbacks; checkpoints go to ``<stage_dir>/checkpoints``."""
+    callbacks = []
+    for entry in (callbacks_cfg or {}).values():
+        if entry is None:
+            continue
+        target = entry.get("_target_", "")
+        overrides = {}
+        if get_class(target).__name__ == "ModelCheckpoint":
+            overrides["dirpath"] = str(stage_dir / "checkpoints")
+        callbacks.append(instantiate(entry, **overrides))
+    return callbacks
+
+
+def plain_config(cfg: DictConfig) -> dict[str, Any]:
+    """Return the config with every interpolation resolved, as plain Python values."""
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)

@@ -1,0 +1,1 @@
+"""Data: class folders, preprocessing, the on-disk cache, splits and the DataModule."""

@@ -1,0 +1,187 @@
+"""Content-keyed on-disk cache of preprocessed images.
+
+Each entry is ``<cache_dir>/<settings key>/<sha256 of the file>.npz``, so a changed file
+or changed settings never reuse a stale entry. Entries are written to a temporary file and
+renamed into place, so jobs that build the same cache at once each leave a whole entry,
+and a reader never sees half a file. An entry that fails to load is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import zipfile
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from brainkd.data.folders import Sample
+from brainkd.data.preprocess import PreprocessSettings, preprocess_image
+from brainkd.data.reading import ImageReadError, read_gray
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT_VERSION = 1
+BAD_FILE_POLICIES = ("skip", "error")
+
+
+@dataclass
+class BadFile:
+    """A file that was listed but could not be used, with the reason."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class CachedImages:
+    """Preprocessed images of the usable samples, in the order of ``samples``."""
+
+    images: np.ndarray
+    samples: list[Sample]
+    bad_files: list[BadFile] = field(default_factory=list)
+    mask_fallbacks: int = 0
+
+
+def settings_key(settings: PreprocessSettings) -> str:
+    """Return a short hash of the preprocessing settings and the cache format."""
+    payload = json.dumps({"version": CACHE_FORMAT_VERSION, **asdict(settings)}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def entry_path(cache_dir: Path, settings: PreprocessSettings, content_hash: str) -> Path:
+    """Return where the entry of one file's content under these settings lives."""
+    return cache_dir / settings_key(settings) / f"{content_hash}.npz"
+
+
+def write_entry(path: Path, image: np.ndarray, mask_fallback: bool) -> None:
+    """Write an entry atomically: to a temporary file in the same folder, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            np.savez(stream, image=image, mask_fallback=np.array(mask_fallback))
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def read_entry(path: Path, image_size: int) -> tuple[np.ndarray, bool] | None:
+    """Load an entry, or return None when it is missing, truncated or of the wrong shape."""
+    try:
+        with np.load(path) as entry:
+            image = entry["image"]
+            mask_fallback = bool(entry["mask_fallback"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        log.warning("cache entry %s is corrupt; rebuilding it", path)
+        return None
+    if image.shape != (image_size, image_size) or image.dtype != np.uint8:
+        log.warning("cache entry %s has shape %s, expected %s; rebuilding it", path, image.shape, (image_size, image_size))
+        return None
+    return image, mask_fallback
+
+
+def _build_one(job: tuple[str, str, PreprocessSettings]) -> tuple[str, np.ndarray | None, bool, str | None]:
+    """Preprocess one file and write its entry; runs in a worker process."""
+    path, destination, settings = job
+    try:
+        gray = read_gray(path)
+    except ImageReadError as error:
+        return path, None, False, error.reason
+
+    result = preprocess_image(gray, settings)
+    image = np.round(result.image * 255.0).astype(np.uint8)
+    write_entry(Path(destination), image, result.mask_fallback)
+    return path, image, result.mask_fallback, None
+
+
+def _init_worker() -> None:
+    import cv2
+
+    # One OpenCV thread per process: the pool already uses every core.
+    cv2.setNumThreads(1)
+
+
+def load_or_build(
+    samples: list[Sample],
+    settings: PreprocessSettings,
+    cache_dir: str | Path,
+    num_workers: int | None = None,
+    on_bad_file: str = "skip",
+    description: str = "preprocessing",
+) -> CachedImages:
+    """Return the preprocessed images of ``samples``, building missing cache entries in parallel.
+
+    Unreadable files are skipped and reported (``on_bad_file="skip"``) or raise
+    ImageReadError at the first one (``on_bad_file="error"``).
+    """
+    if on_bad_file not in BAD_FILE_POLICIES:
+        raise ValueError(f"data.on_bad_file must be one of {BAD_FILE_POLICIES}, got {on_bad_file!r}")
+    cache_dir = Path(cache_dir)
+    size = settings.image_size
+
+    images: dict[str, np.ndarray] = {}
+    fallbacks: dict[str, bool] = {}
+    missing: list[Sample] = []
+    for sample in samples:
+        entry = read_entry(entry_path(cache_dir, settings, sample.content_hash), size)
+        if entry is None:
+            missing.append(sample)
+        else:
+            images[sample.path], fallbacks[sample.path] = entry
+
+    bad_files: list[BadFile] = []
+    if missing:
+        workers = max(1, min(num_workers or os.cpu_count() or 1, len(missing)))
+        log.info("Preprocessing %d of %d images with %d processes into %s", len(missing), len(samples), workers, cache_dir)
+        jobs = [(s.path, str(entry_path(cache_dir, settings, s.content_hash)), settings) for s in missing]
+        results = _run_jobs(jobs, workers, description)
+        for path, image, mask_fallback, reason in results:
+            if image is None:
+                if on_bad_file == "error":
+                    raise ImageReadError(path, f"{reason} (set data.on_bad_file=skip to skip such files)")
+                bad_files.append(BadFile(path=path, reason=reason))
+            else:
+                images[path], fallbacks[path] = image, mask_fallback
+
+    if bad_files:
+        bad_files.sort(key=lambda bad: bad.path)
+        listing = "\n".join(f"  {bad.path}: {bad.reason}" for bad in bad_files)
+        log.warning("Skipped %d unreadable file(s):\n%s", len(bad_files), listing)
+
+    usable = [sample for sample in samples if sample.path in images]
+    stacked = np.stack([images[s.path] for s in usable]) if usable else np.zeros((0, size, size), dtype=np.uint8)
+    return CachedImages(
+        images=stacked,
+        samples=usable,
+        bad_files=bad_files,
+        mask_fallbacks=sum(fallbacks[s.path] for s in usable),
+    )
+
+
+def _run_jobs(jobs: list, workers: int, description: str) -> list:
+    progress = tqdm(total=len(jobs), desc=description, unit="img")
+    results = []
+    try:
+        if workers == 1:
+            _init_worker()
+            for job in jobs:
+                results.append(_build_one(job))
+                progress.update()
+        else:
+            with get_context("forkserver").Pool(workers, initializer=_init_worker) as pool:
+                for result in pool.imap_unordered(_build_one, jobs, chunksize=4):
+                    results.append(result)
+                    progress.update()
+    finally:
+        progress.close()
+    return results

@@ -1,0 +1,141 @@
+"""Find class folders, map public folder names to the four classes and list the files."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+CLASS_NAMES: tuple[str, ...] = ("glioma", "meningioma", "no_tumor", "pituitary")
+
+# Folder names seen in public releases of this task, compared after lower-casing and
+# dropping every character that is not a letter or digit ("No Tumor" -> "notumor").
+CLASS_ALIASES: dict[str, tuple[str, ...]] = {
+    "glioma": ("glioma", "gliomas", "gliomatumor", "gliomatumour"),
+    "meningioma": ("meningioma", "meningiomas", "meningiomatumor", "meningiomatumour"),
+    "no_tumor": ("notumor", "notumour", "notumors", "nontumor", "normal", "healthy", "no"),
+    "pituitary": ("pituitary", "pituitarytumor", "pituitarytumour", "pituitaryadenoma"),
+}
+
+SPLIT_FOLDERS = {"train": "Training", "test": "Testing"}
+
+DATA_SOURCE_HINT = (
+    "Download the public Kaggle dataset 'Brain Tumor Classification (MRI)' (also published "
+    "as the GitHub repository SartajBhuvaji/Brain-Tumor-Classification-DataSet), or use any "
+    "folder with Training/ and Testing/ folders of class folders, and point data.root or "
+    "the BRAINKD_DATA environment variable at it."
+)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image file with its label and the hash of its bytes."""
+
+    path: str
+    relpath: str
+    label: int
+    split: str
+    content_hash: str
+
+
+def _folder_key(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def canonical_class(folder_name: str) -> str:
+    """Return the canonical class of a class folder name, or raise ValueError."""
+    key = _folder_key(folder_name)
+    for class_name, aliases in CLASS_ALIASES.items():
+        if key in aliases:
+            return class_name
+
+    accepted = ", ".join(f"{name}: {'/'.join(aliases)}" for name, aliases in CLASS_ALIASES.items())
+    raise ValueError(
+        f"unknown class folder {folder_name!r}. Accepted names, compared without case, "
+        f"spaces, '_' or '-': {accepted}. Rename the folder or remove it from the dataset."
+    )
+
+
+def is_hidden(path: Path) -> bool:
+    """Tell whether a file or folder is hidden or is operating-system clutter."""
+    return path.name.startswith(".") or path.name.lower() in {"thumbs.db", "desktop.ini", "__macosx"}
+
+
+def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
+    """Return the SHA-256 hex digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def find_class_folders(split_dir: Path) -> dict[str, Path]:
+    """Map each canonical class to its folder under ``split_dir``.
+
+    Raises ValueError on an unknown folder name or on two folders of the same class.
+    """
+    folders: dict[str, Path] = {}
+    for child in sorted(split_dir.iterdir()):
+        if not child.is_dir() or is_hidden(child):
+            continue
+        class_name = canonical_class(child.name)
+        if class_name in folders:
+            raise ValueError(
+                f"folders {folders[class_name].name!r} and {child.name!r} in {split_dir} both "
+                f"map to class {class_name!r}. Keep one of them."
+            )
+        folders[class_name] = child
+    return folders
+
+
+def resolve_split_dir(root: Path, split: str) -> Path:
+    """Return the folder of a split (``train`` or ``test``), matched without case."""
+    wanted = SPLIT_FOLDERS[split]
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset root {root} does not exist. {DATA_SOURCE_HINT}")
+    for child in root.iterdir():
+        if child.is_dir() and child.name.lower() == wanted.lower():
+            return child
+    raise FileNotFoundError(
+        f"no {wanted}/ folder in dataset root {root}. The root must hold Training/ and "
+        f"Testing/, each with one folder per class. {DATA_SOURCE_HINT}"
+    )
+
+
+def scan_split(root: Path, split: str) -> list[Sample]:
+    """List every non-hidden file under the class folders of one split, sorted by path.
+
+    Files are not decoded here; preprocessing reports those that are not readable images.
+    """
+    split_dir = resolve_split_dir(root, split)
+    folders = find_class_folders(split_dir)
+    if not folders:
+        raise ValueError(f"no class folders in {split_dir}. {DATA_SOURCE_HINT}")
+
+    samples = []
+    for class_name, folder in folders.items():
+        label = CLASS_NAMES.index(class_name)
+        for path in sorted(folder.rglob("*")):
+            relative_parts = path.relative_to(folder).parts
+            if any(is_hidden(Path(part)) for part in relative_parts) or not path.is_file():
+                continue
+            samples.append(
+                Sample(
+                    path=str(path),
+                    relpath=path.relative_to(root).as_posix(),
+                    label=label,
+                    split=split,
+                    content_hash=file_sha256(path),
+                )
+            )
+
+    samples.sort(key=lambda sample: sample.relpath)
+    missing = [name for name in CLASS_NAMES if name not in folders]
+    if missing:
+        log.warning("%s has no folder for class(es) %s", split_dir, ", ".join(missing))
+    return samples

@@ -14,11 +14,12 @@ import numpy as np
 
 from brainkd.data.folders import CLASS_NAMES, SPLIT_FOLDERS
 
-# Blob centres as fractions of (x, y) in the image; no_tumor has none.
-_BLOB_CENTRES = {
-    "glioma": (0.38, 0.42),
-    "meningioma": (0.72, 0.30),
-    "pituitary": (0.50, 0.68),
+# Blob centre (x, y) and radius as fractions of the image side; no_tumor has none. Every
+# centre lies on the vertical midline, so horizontal flips keep the classes apart.
+_BLOBS = {
+    "glioma": (0.50, 0.45, 0.16),
+    "meningioma": (0.50, 0.20, 0.09),
+    "pituitary": (0.50, 0.70, 0.06),
 }
 
 
@@ -29,10 +30,10 @@ def synthetic_slice(class_name: str, size: int, rng: np.random.Generator) -> np.
     axes = (int(size * rng.uniform(0.30, 0.38)), int(size * rng.uniform(0.36, 0.44)))
     cv2.ellipse(image, centre, axes, 0, 0, 360, color=float(rng.uniform(90, 130)), thickness=-1)
 
-    if class_name in _BLOB_CENTRES:
-        fx, fy = _BLOB_CENTRES[class_name]
-        blob_centre = (int(size * (fx + rng.uniform(-0.04, 0.04))), int(size * (fy + rng.uniform(-0.04, 0.04))))
-        radius = max(2, int(size * rng.uniform(0.07, 0.10)))
+    if class_name in _BLOBS:
+        fx, fy, fraction = _BLOBS[class_name]
+        blob_centre = (int(size * (fx + rng.uniform(-0.03, 0.03))), int(size * (fy + rng.uniform(-0.03, 0.03))))
+        radius = max(2, int(size * fraction * rng.uniform(0.85, 1.15)))
         cv2.circle(image, blob_centre, radius, color=float(rng.uniform(210, 250)), thickness=-1)
 
     image += rng.normal(0.0, 8.0, image.shape).astype(np.float32)

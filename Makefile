@@ -15,7 +15,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 install: $(BIN)/python
-	$(BIN)/python -m pip install -e ".[dev]"
+	$(BIN)/python -m pip install -e ".[dev,sweeps]"
 
 # Does nothing when BRAINKD_DATA points at a copy or data/brain-tumor-mri exists.
 data:

@@ -3,7 +3,7 @@
 Two forms of the soft-target term are offered, chosen by ``distill.kd_form``:
 
 ``paper``
-    The formula as the method writes it,
+    The formula of the distillation method that brainkd reproduces, as written there,
     ``loss = alpha * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(s, y)``,
     with the KL divergence averaged over the batch and no further scaling.
 ``hinton``

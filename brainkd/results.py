@@ -34,6 +34,11 @@ def format_comparison(results: dict[str, Any]) -> str:
     rows: list[tuple[str, list[str]]] = []
     for metric in TABLE_METRICS:
         rows.append((f"test {metric}", [_number(models[r]["test"].get(metric)) for r in roles]))
+    for metric in ("accuracy", "f1_macro"):
+        # Testing/ images with no duplicate in Training/; absent from results written before it existed.
+        values = [(models[r].get("test_twin_free") or {}).get(metric) for r in roles]
+        if any(value is not None for value in values):
+            rows.append((f"twin-free {metric}", [_number(value) for value in values]))
 
     class_names = list(next(iter(models.values()))["test"].get("recall_per_class", {}))
     for class_name in class_names:

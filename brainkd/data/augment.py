@@ -25,8 +25,8 @@ def build_train_augmentation(
     rotation_degrees: float = 10.0,
     intensity_scale: float = 0.1,
     intensity_shift: float = 0.05,
-) -> v2.Compose:
-    """Build the augmentation for 1 x H x W float images in [0, 1]."""
+) -> v2.Compose | None:
+    """Build the augmentation for 1 x H x W float images in [0, 1]; None when every step is off."""
     steps: list[torch.nn.Module] = []
     if horizontal_flip > 0:
         steps.append(v2.RandomHorizontalFlip(p=horizontal_flip))
@@ -34,4 +34,4 @@ def build_train_augmentation(
         steps.append(v2.RandomRotation(degrees=rotation_degrees, interpolation=v2.InterpolationMode.BILINEAR))
     if intensity_scale > 0 or intensity_shift > 0:
         steps.append(IntensityJitter(intensity_scale, intensity_shift))
-    return v2.Compose(steps)
+    return v2.Compose(steps) if steps else None

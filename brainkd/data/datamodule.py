@@ -15,15 +15,26 @@ from torch.utils.data import DataLoader, Dataset
 
 from brainkd.data.augment import build_train_augmentation
 from brainkd.data.cache import CachedImages, load_or_build
+from brainkd.data.duplicates import DuplicateReport, load_or_compute_groups, summarize_groups, twin_free_mask
 from brainkd.data.folders import CLASS_NAMES, Sample, scan_split
 from brainkd.data.preprocess import PreprocessSettings
-from brainkd.data.splits import Split, build_manifest, exact_duplicate_groups, make_split
+from brainkd.data.resumable import EpochShuffleSampler, ResumableDataLoader
+from brainkd.data.splits import Split, build_manifest, make_split
 
 log = logging.getLogger(__name__)
 
+# Side of ImageHash's DCT perceptual hash, so hashes have 8 x 8 = 64 bits and
+# data.near_duplicate_distance counts differing bits out of 64.
+PERCEPTUAL_HASH_SIZE = 8
+
 
 class CachedImageDataset(Dataset):
-    """Preprocessed uint8 images in memory, returned as (image, label, index) tensors."""
+    """Preprocessed uint8 images in memory, returned as (image, label, index) tensors.
+
+    A key is an index, or an ``(index, augmentation_seed)`` pair from EpochShuffleSampler.
+    With a seed, the augmentation draws from a generator seeded with it and leaves the
+    global random state alone, so the draws do not depend on worker processes or resumes.
+    """
 
     def __init__(
         self,
@@ -42,10 +53,16 @@ class CachedImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        index, augmentation_seed = key if isinstance(key, tuple) else (key, None)
         image = self.images[index].unsqueeze(0).float() / 255.0
-        if self.augmentation is not None:
+        if self.augmentation is not None and augmentation_seed is None:
             image = self.augmentation(image)
+        elif self.augmentation is not None:
+            # torchvision's random transforms draw from the global generator; fork it for this sample.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(augmentation_seed)
+                image = self.augmentation(image)
         image = (image - self.mean) / self.std
         return image, self.labels[index], index
 
@@ -64,8 +81,11 @@ def limit_per_class(samples: list[Sample], limit: int | None) -> list[Sample]:
 class BrainMRIDataModule(L.LightningDataModule):
     """Four-class MRI slices from a root with Training/ and Testing/ class folders.
 
-    Validation is one fold of ``Training/``, stratified by class and grouped so that
-    identical files never sit on both sides; the test set is ``Testing/``.
+    Validation is one fold of ``Training/``, stratified by class and grouped, so no
+    duplicate group sits on both sides. A group joins identical files and images whose
+    perceptual hashes differ in at most ``near_duplicate_distance`` bits. The test set is
+    ``Testing/``, and ``test_twin_free`` marks its images whose group has no Training image. ``seed`` fixes
+    the training order and augmentation draws of every epoch (see ``ResumableDataLoader``).
     """
 
     def __init__(
@@ -88,6 +108,8 @@ class BrainMRIDataModule(L.LightningDataModule):
         samples_per_class: int | None = None,
         pin_memory: bool = False,
         persistent_workers: bool = False,
+        seed: int = 0,
+        near_duplicate_distance: int = 4,
     ):
         super().__init__()
         self.root = Path(root)
@@ -108,63 +130,109 @@ class BrainMRIDataModule(L.LightningDataModule):
         self.samples_per_class = samples_per_class
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
+        self.seed = seed
+        self.near_duplicate_distance = int(near_duplicate_distance)
 
         self.class_names: tuple[str, ...] = CLASS_NAMES
         self.split: Split | None = None
         self.train_samples: list[Sample] = []
         self.val_samples: list[Sample] = []
         self.test_samples: list[Sample] = []
+        self.test_twin_free: list[bool] = []
+        self.duplicates: DuplicateReport | None = None
         self.summary: dict[str, Any] = {}
         self._datasets: dict[str, CachedImageDataset] = {}
+        self._scanned: tuple[list[Sample], list[Sample]] | None = None
 
     def _scan(self) -> tuple[list[Sample], list[Sample]]:
-        train = limit_per_class(scan_split(self.root, "train"), self.samples_per_class)
-        test = limit_per_class(scan_split(self.root, "test"), self.samples_per_class)
-        return train, test
+        # Scanned once per process, so prepare_data and setup hash the files and warn only once.
+        if self._scanned is None:
+            train = limit_per_class(scan_split(self.root, "train"), self.samples_per_class)
+            test = limit_per_class(scan_split(self.root, "test"), self.samples_per_class)
+            self._scanned = (train, test)
+        return self._scanned
 
-    def _load(self, samples: list[Sample], description: str) -> CachedImages:
+    def _load(self, samples: list[Sample], warn_bad_files: bool) -> CachedImages:
         return load_or_build(
             samples,
             self.preprocess_settings,
             self.cache_dir,
             num_workers=self.preprocess_workers,
             on_bad_file=self.on_bad_file,
-            description=description,
+            warn_bad_files=warn_bad_files,
         )
 
     def prepare_data(self) -> None:
-        """Build the preprocessing cache once, before any process reads it."""
+        """Build the preprocessing and duplicate-group caches once, before any process reads them.
+
+        ``setup`` reports bad files.
+        """
         train, test = self._scan()
-        self._load(train + test, "preprocessing")
+        cached = self._load(train + test, warn_bad_files=False)
+        if self.duplicates is None:
+            self._duplicate_groups(cached.samples)
+
+    def _duplicate_groups(self, samples: list[Sample]) -> list[int]:
+        """Return a group id per sample, grouping Training and Testing together so that groups can span both.
+
+        The groups are cached under ``cache_dir``.
+        """
+        return load_or_compute_groups(
+            samples,
+            self.cache_dir,
+            max_distance=self.near_duplicate_distance,
+            hash_size=PERCEPTUAL_HASH_SIZE,
+            num_workers=self.preprocess_workers,
+        )
 
     def setup(self, stage: str | None = None) -> None:
         if self._datasets:
             return
-        train_all, test_all = self._scan()
-        train_cached = self._load(train_all, "preprocessing Training")
-        test_cached = self._load(test_all, "preprocessing Testing")
-        _check_classes(train_cached.samples, "Training")
+        train_listed, test_listed = self._scan()
+        cached = self._load(train_listed + test_listed, warn_bad_files=True)
+        in_train = np.array([sample.split == "train" for sample in cached.samples], dtype=bool)
+        usable = [sample for sample in cached.samples if sample.split == "train"]
+        test_usable = [sample for sample in cached.samples if sample.split == "test"]
+        _check_classes(train_listed, usable, "Training", min_classes=2)
+        _check_classes(test_listed, test_usable, "Testing", min_classes=1)
 
-        usable = train_cached.samples
+        groups = self._duplicate_groups(cached.samples)
+        train_groups = [group for group, train in zip(groups, in_train) if train]
+        self.duplicates = summarize_groups(cached.samples, groups)
+        twin_free = twin_free_mask(cached.samples, groups)
+
         num_folds, fold = self._fold_choice()
-        self.split = make_split(usable, exact_duplicate_groups(usable), num_folds, fold, self.split_seed)
+        self.split = make_split(usable, train_groups, num_folds, fold, self.split_seed)
         self.train_samples = [usable[i] for i in self.split.train]
         self.val_samples = [usable[i] for i in self.split.val]
-        self.test_samples = test_cached.samples
+        self.test_samples = test_usable
+        self.test_twin_free = [free for free, train in zip(twin_free, in_train) if not train]
 
         augmentation = build_train_augmentation(**self.augment_options)
-        images = train_cached.images
+        images = cached.images[in_train]
         self._datasets = {
             "train": self._dataset(images[self.split.train], self.train_samples, augmentation),
             "val": self._dataset(images[self.split.val], self.val_samples, None),
-            "test": self._dataset(test_cached.images, self.test_samples, None),
+            "test": self._dataset(cached.images[~in_train], self.test_samples, None),
         }
-        self.summary = self._summarize(train_cached, test_cached)
+        self.summary = self._summarize(cached)
         log.info(
             "Data: %d train, %d validation (fold %d of %d), %d test images; %d unreadable files skipped",
             len(self.train_samples), len(self.val_samples), fold, num_folds, len(self.test_samples),
-            len(self.summary["bad_files"]),
+            self.summary["num_bad_files"],
         )
+        log.info(
+            "Duplicate groups (data.near_duplicate_distance=%d): %d, %d of them spanning Training and Testing; "
+            "%d of %d test images have no twin in Training",
+            self.near_duplicate_distance, self.duplicates.num_groups, self.duplicates.cross_split_groups,
+            self.duplicates.num_twin_free, len(self.test_samples),
+        )
+        if cached.mask_fallbacks:
+            log.warning(
+                "%d image(s) were used whole, without masking or cropping, because their brain mask covered "
+                "less than data.preprocess.min_mask_fraction=%s of the image or the image was constant",
+                cached.mask_fallbacks, self.preprocess_settings.min_mask_fraction,
+            )
 
     def _fold_choice(self) -> tuple[int, int]:
         if self.fold is not None:
@@ -176,12 +244,12 @@ class BrainMRIDataModule(L.LightningDataModule):
     def _dataset(self, images: np.ndarray, samples: list[Sample], augmentation) -> CachedImageDataset:
         return CachedImageDataset(images, [s.label for s in samples], self.mean, self.std, augmentation)
 
-    def _summarize(self, train_cached: CachedImages, test_cached: CachedImages) -> dict[str, Any]:
+    def _summarize(self, cached: CachedImages) -> dict[str, Any]:
         def per_class(samples: list[Sample]) -> dict[str, int]:
             counts = Counter(s.label for s in samples)
             return {name: counts.get(i, 0) for i, name in enumerate(self.class_names)}
 
-        bad_files = train_cached.bad_files + test_cached.bad_files
+        twin_free = [sample for sample, free in zip(self.test_samples, self.test_twin_free) if free]
         return {
             "root": str(self.root),
             "image_size": self.image_size,
@@ -193,9 +261,19 @@ class BrainMRIDataModule(L.LightningDataModule):
                 "train": per_class(self.train_samples),
                 "val": per_class(self.val_samples),
                 "test": per_class(self.test_samples),
+                "test_twin_free": per_class(twin_free),
             },
-            "bad_files": [{"path": bad.path, "reason": bad.reason} for bad in bad_files],
-            "mask_fallbacks": train_cached.mask_fallbacks + test_cached.mask_fallbacks,
+            "duplicates": {
+                "near_duplicate_distance": self.near_duplicate_distance,
+                "perceptual_hash_bits": PERCEPTUAL_HASH_SIZE**2,
+                "groups": self.duplicates.num_groups,
+                "images_in_groups": self.duplicates.images_in_groups,
+                "cross_split_groups": self.duplicates.cross_split_groups,
+                "label_conflict_groups": self.duplicates.label_conflict_groups,
+            },
+            "num_bad_files": len(cached.bad_files),
+            "bad_files": [{"path": bad.path, "reason": bad.reason} for bad in cached.bad_files],
+            "mask_fallbacks": cached.mask_fallbacks,
         }
 
     def manifest(self) -> dict[str, Any]:
@@ -204,7 +282,13 @@ class BrainMRIDataModule(L.LightningDataModule):
         train_index = list(range(len(self.train_samples)))
         val_index = list(range(len(self.train_samples), len(train_cached_order)))
         manifest = build_manifest(train_cached_order, train_index, val_index)
-        return {"fold": self.split.fold, "num_folds": self.split.num_folds, "split_seed": self.split_seed, **manifest}
+        return {
+            "fold": self.split.fold,
+            "num_folds": self.split.num_folds,
+            "split_seed": self.split_seed,
+            "near_duplicate_distance": self.near_duplicate_distance,
+            **manifest,
+        }
 
     def dataset(self, stage: str) -> CachedImageDataset:
         """Return the dataset of a stage: ``train``, ``val`` or ``test``."""
@@ -222,10 +306,30 @@ class BrainMRIDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
+            # A private generator for the worker base seed keeps the global random state untouched.
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        """Return the shuffled training loader, which on one device resumes mid-epoch exactly.
+
+        Under several processes Lightning replaces the sampler with a DistributedSampler,
+        so the plain shuffled loader is used there.
+        """
+        # NOTE: under DDP, a run resumed mid-epoch trains on the first batches of the epoch's
+        # order again instead of the ones it missed, and Lightning warns about it.
+        if self.trainer is not None and self.trainer.world_size > 1:
+            return self._loader("train", shuffle=True)
+        dataset = self._datasets["train"]
+        return ResumableDataLoader(
+            dataset,
+            sampler=EpochShuffleSampler(len(dataset), self.seed),
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+            generator=torch.Generator().manual_seed(self.seed),
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False)
@@ -242,12 +346,23 @@ def _preprocess_settings(image_size: int, options: dict[str, Any]) -> Preprocess
     return PreprocessSettings(image_size=image_size, **options)
 
 
-def _check_classes(samples: list[Sample], split_name: str) -> None:
-    counts = Counter(s.label for s in samples)
-    if len(counts) < 2:
+def _check_classes(listed: list[Sample], usable: list[Sample], split_name: str, min_classes: int) -> None:
+    """Raise ValueError when a class folder has files but no readable image, or too few classes remain.
+
+    A class without a folder is allowed here; ``scan_split`` has already warned about it.
+    """
+    listed_counts = Counter(sample.label for sample in listed)
+    usable_counts = Counter(sample.label for sample in usable)
+    unreadable = [label for label in sorted(listed_counts) if usable_counts[label] == 0]
+    if unreadable:
+        details = ", ".join(f"{CLASS_NAMES[label]} ({listed_counts[label]} file(s))" for label in unreadable)
         raise ValueError(
-            f"{split_name} has usable images of {len(counts)} class(es); training needs at least two classes"
+            f"no file of {split_name} class(es) {details} is a readable image; the warning above names "
+            "each file and its reason. Replace the files, or delete the class folder to go without that class."
         )
-    empty = [name for i, name in enumerate(CLASS_NAMES) if counts.get(i, 0) == 0]
-    if empty:
-        log.warning("%s has no usable images of class(es): %s", split_name, ", ".join(empty))
+    if len(usable_counts) < min_classes:
+        present = ", ".join(CLASS_NAMES[label] for label in sorted(usable_counts)) or "none"
+        raise ValueError(
+            f"{split_name} has readable images of {len(usable_counts)} class(es) ({present}), but at least "
+            f"{min_classes} are needed. Add class folders under {split_name}/ (names: {', '.join(CLASS_NAMES)})."
+        )

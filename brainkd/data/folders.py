@@ -111,6 +111,9 @@ def scan_split(root: Path, split: str) -> list[Sample]:
     """List every non-hidden file under the class folders of one split, sorted by path.
 
     Files are not decoded here; preprocessing reports those that are not readable images.
+    Hidden files and system clutter (``is_hidden``) are skipped and counted in one log line.
+    A class without a folder only gives a warning, but a class folder with no other files
+    raises ValueError, since an empty folder usually means a failed copy or extraction.
     """
     split_dir = resolve_split_dir(root, split)
     folders = find_class_folders(split_dir)
@@ -118,11 +121,16 @@ def scan_split(root: Path, split: str) -> list[Sample]:
         raise ValueError(f"no class folders in {split_dir}. {DATA_SOURCE_HINT}")
 
     samples = []
+    hidden_files = 0
     for class_name, folder in folders.items():
         label = CLASS_NAMES.index(class_name)
+        listed = 0
         for path in sorted(folder.rglob("*")):
             relative_parts = path.relative_to(folder).parts
-            if any(is_hidden(Path(part)) for part in relative_parts) or not path.is_file():
+            if not path.is_file():
+                continue
+            if any(is_hidden(Path(part)) for part in relative_parts):
+                hidden_files += 1
                 continue
             samples.append(
                 Sample(
@@ -133,9 +141,17 @@ def scan_split(root: Path, split: str) -> list[Sample]:
                     content_hash=file_sha256(path),
                 )
             )
+            listed += 1
+        if listed == 0:
+            raise ValueError(
+                f"class folder {folder} ({class_name}) has no files apart from hidden or system files. "
+                f"Put the {class_name} images in it, or delete the folder to train without that class."
+            )
 
     samples.sort(key=lambda sample: sample.relpath)
+    if hidden_files:
+        log.info("Ignored %d hidden or system file(s) in the class folders of %s", hidden_files, split_dir)
     missing = [name for name in CLASS_NAMES if name not in folders]
     if missing:
-        log.warning("%s has no folder for class(es) %s", split_dir, ", ".join(missing))
+        log.warning("%s has no folder for class(es) %s, so that split has no images of them", split_dir, ", ".join(missing))
     return samples

@@ -149,20 +149,33 @@ def resize_square(image: np.ndarray, size: int, keep_aspect: bool = True) -> np.
     return cv2.resize(image, (size, size), interpolation=interpolation)
 
 
-def preprocess_image(gray: np.ndarray, settings: PreprocessSettings) -> PreprocessResult:
-    """Run the whole preprocessing on a 2-D uint8 image and return a float32 image in [0, 1]."""
+def preprocess_image(
+    gray: np.ndarray, settings: PreprocessSettings, steps: dict[str, np.ndarray] | None = None
+) -> PreprocessResult:
+    """Run the whole preprocessing on a 2-D uint8 image and return a float32 image in [0, 1].
+
+    A ``steps`` dict, if given, receives the intermediate images for figures: ``original``
+    (at working size), ``mask``, ``denoised`` (masked, cropped and denoised) and ``normalised``.
+    """
     max_side = round(settings.working_scale * settings.image_size) if settings.working_scale > 0 else 0
     image = shrink_to_working_size(gray, max_side)
 
     mask = brain_mask(image, settings.threshold, settings.opening_radius)
-    # A mask that keeps almost nothing is a failed threshold, not a tiny brain.
-    mask_fallback = mask.mean() < settings.min_mask_fraction
+    if steps is not None:
+        steps.update(original=image, mask=mask)
+    # A mask that keeps almost nothing is a failed threshold, not a tiny brain. A constant
+    # image has no foreground to separate, whatever mask the threshold returns.
+    mask_fallback = bool(mask.mean() < settings.min_mask_fraction or image.min() == image.max())
     if not mask_fallback:
         if settings.apply_mask:
             image = np.where(mask, image, 0).astype(np.uint8)
         image = crop_to_mask(image, mask, settings.crop_margin)
 
     image = denoise(image, settings.denoise_strength, settings.denoise_template_window, settings.denoise_search_window)
+    if steps is not None:
+        steps["denoised"] = image
     image = min_max_normalize(image)
-    image = resize_square(image, settings.image_size, settings.keep_aspect)
-    return PreprocessResult(image=np.clip(image, 0.0, 1.0), mask_fallback=bool(mask_fallback))
+    image = np.clip(resize_square(image, settings.image_size, settings.keep_aspect), 0.0, 1.0)
+    if steps is not None:
+        steps["normalised"] = image
+    return PreprocessResult(image=image, mask_fallback=bool(mask_fallback))

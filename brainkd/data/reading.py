@@ -26,7 +26,8 @@ class ImageReadError(ValueError):
 def read_gray(path: str | Path) -> np.ndarray:
     """Decode an image, apply its EXIF orientation and return it as 2-D uint8 gray.
 
-    Raises ImageReadError with the reason for empty, truncated, non-image or tiny files.
+    Raises ImageReadError with the reason for empty, truncated, non-image or tiny files,
+    and for floating-point images with NaN or infinite pixels.
     """
     path = str(path)
     try:
@@ -45,6 +46,8 @@ def read_gray(path: str | Path) -> np.ndarray:
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as error:
         raise ImageReadError(path, f"unreadable image ({error})") from None
 
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ImageReadError(path, "image contains NaN or infinite pixel values")
     if min(array.shape[:2]) < MIN_IMAGE_SIDE:
         raise ImageReadError(
             path, f"image is {array.shape[1]}x{array.shape[0]} pixels, below the minimum side of {MIN_IMAGE_SIDE}"

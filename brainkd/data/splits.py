@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,12 @@ def assign_folds(labels: list[int], groups: list[int], num_folds: int, seed: int
         raise ValueError(
             f"{len(set(groups))} distinct image groups cannot fill data.num_folds={num_folds} folds; "
             "use fewer folds or more images"
+        )
+    largest_class = max(Counter(labels).values())
+    if largest_class < num_folds:
+        raise ValueError(
+            f"the largest class has {largest_class} images, too few to stratify data.num_folds={num_folds} folds; "
+            "use fewer folds (data.num_folds, or a larger data.val_fraction when data.fold is null) or more images"
         )
     splitter = StratifiedGroupKFold(n_splits=num_folds, shuffle=True, random_state=seed)
     folds = np.full(len(labels), -1, dtype=np.int64)

@@ -1,8 +1,8 @@
 """Generated MRI-like slices in the Training/Testing class-folder layout.
 
 Used by tests and by the smoke run when no real dataset is present. Each image is a
-bright ellipse ("head") on a dark background; tumour classes add a bright blob at a
-class-specific place, so a small model can learn the task in a few steps.
+bright ellipse ("head") on a dark background. Tumour classes add a bright blob whose
+place and size depend on the class, so a small model can learn the task in a few steps.
 """
 
 from __future__ import annotations

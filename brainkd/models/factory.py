@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import difflib
 import logging
+import pickle
 from pathlib import Path
 from typing import Any, Callable
 
 import timm
 import torch
 from torch import nn
+
+from brainkd.checkpoints import SAFE_LOADING_HINT, load_weights_only, rejection_reason
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +96,10 @@ def _create_timm_model(
     except (OSError, RuntimeError, ValueError) as error:
         if not (pretrained or weights_path):
             raise
+        if isinstance(error.__cause__, pickle.UnpicklingError):
+            # timm reads weights with weights_only=True and reports a rejected file as a RuntimeError.
+            reason = rejection_reason(error.__cause__)
+            raise ValueError(f"rejected model.weights_path {weights_path}: {reason}. {SAFE_LOADING_HINT}") from None
         raise RuntimeError(
             f"could not load pretrained weights for model {name!r}: {error}. Without network access, "
             "download the weights elsewhere and set model.weights_path=/path/to/weights, or train from "
@@ -107,7 +114,7 @@ def load_weights_file(model: nn.Module, path: str) -> None:
 
         state = load_file(path)
     else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_weights_only(path, "model.weights_path")
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     model.load_state_dict(state)

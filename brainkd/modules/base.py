@@ -1,4 +1,4 @@
-"""What the teacher and distillation modules share: metrics, test predictions, the optimiser."""
+"""The base of the teacher and distillation modules: metrics, test predictions, the optimiser."""
 
 from __future__ import annotations
 

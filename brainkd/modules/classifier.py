@@ -59,3 +59,11 @@ class TeacherModule(ClassifierBase):
                 f"pretrain layer {entry['layer']} epoch {entry['epoch']}: "
                 f"reconstruction error {entry['reconstruction_error']:.5f}"
             )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        # Kept so that a resumed run, which skips pre-training, still reports it.
+        checkpoint["pretrain_history"] = self.pretrain_history
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.pretrain_history = list(checkpoint.get("pretrain_history", []))

@@ -14,9 +14,13 @@ from brainkd.modules.base import ClassifierBase
 class DistillModule(ClassifierBase):
     """Train ``student`` on ``alpha * KL(teacher || student at T) + (1 - alpha) * CE``.
 
-    The teacher is frozen: it is kept in eval mode for the whole fit, its parameters do
-    not require gradients, and it is held outside the module's registered children, so it
+    The teacher is frozen: it is kept in eval mode for the whole fit and its parameters
+    do not require gradients. It is held outside the module's registered children, so it
     is neither in the optimiser nor in the student's checkpoint.
+
+    With ``cached_teacher_logits`` (one row per training image, in training dataset order,
+    from ``brainkd.teacher_logits``) the teacher does not run during training: each batch
+    looks its rows up by the dataset indices that the batch carries.
     """
 
     def __init__(
@@ -27,6 +31,7 @@ class DistillModule(ClassifierBase):
         temperature: float = 4.0,
         alpha: float = 0.7,
         kd_form: str = "paper",
+        cached_teacher_logits: torch.Tensor | None = None,
         **options: Any,
     ):
         super().__init__(student, class_names, **options)
@@ -45,6 +50,11 @@ class DistillModule(ClassifierBase):
         # object.__setattr__ keeps the teacher out of self.children(), state_dict() and .to().
         object.__setattr__(self, "teacher", teacher)
 
+        # One row per training image, looked up by dataset index. A non-persistent buffer
+        # follows the module to its device and stays out of the checkpoint.
+        self.teacher_logits_mode = "online" if cached_teacher_logits is None else "cached"
+        self.register_buffer("cached_teacher_logits", cached_teacher_logits, persistent=False)
+
     @property
     def student(self) -> nn.Module:
         return self.model
@@ -60,9 +70,12 @@ class DistillModule(ClassifierBase):
             return self.teacher(images)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        images, labels, _ = batch
+        images, labels, indices = batch
         student_logits = self(images)
-        teacher_logits = self.teacher_logits(images)
+        if self.cached_teacher_logits is None:
+            teacher_logits = self.teacher_logits(images)
+        else:
+            teacher_logits = self.cached_teacher_logits[indices]
         losses = distillation_loss(student_logits, teacher_logits, labels, self.temperature, self.alpha, self.kd_form)
         accuracy = (student_logits.argmax(dim=1) == labels).float().mean()
 

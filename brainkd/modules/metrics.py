@@ -52,12 +52,17 @@ def flatten_metrics(values: dict[str, torch.Tensor], class_names: tuple[str, ...
 def metrics_from_logits(
     logits: torch.Tensor, labels: torch.Tensor, class_names: tuple[str, ...] | list[str]
 ) -> dict:
-    """Compute the test metrics of a set of predictions, as plain JSON-ready values."""
+    """Compute the test metrics of a set of predictions, as plain JSON-ready values.
+
+    The recall of a class without images is None. The macro averages follow torchmetrics,
+    which leaves out only the classes that are neither present nor predicted.
+    """
     num_classes = len(class_names)
     if len(labels) == 0:
         return {"n": 0}
     logits = logits.float()
     predictions = logits.argmax(dim=1)
+    support = torch.bincount(labels, minlength=num_classes)
     recall = multiclass_recall(predictions, labels, num_classes, average=None)
     return {
         "n": int(len(labels)),
@@ -66,7 +71,10 @@ def metrics_from_logits(
         "recall_macro": float(multiclass_recall(predictions, labels, num_classes, average="macro")),
         "f1_macro": float(multiclass_f1_score(predictions, labels, num_classes, average="macro")),
         "loss": float(F.cross_entropy(logits, labels)),
-        "recall_per_class": dict(zip(class_names, recall.tolist())),
-        "support_per_class": dict(zip(class_names, torch.bincount(labels, minlength=num_classes).tolist())),
+        "recall_per_class": {
+            name: value if present else None
+            for name, value, present in zip(class_names, recall.tolist(), (support > 0).tolist())
+        },
+        "support_per_class": dict(zip(class_names, support.tolist())),
         "confusion_matrix": multiclass_confusion_matrix(predictions, labels, num_classes).tolist(),
     }

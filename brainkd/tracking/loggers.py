@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from hydra.utils import get_class, instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
+
+from brainkd.tracking.wandb_report import finish_stale_run
 
 log = logging.getLogger(__name__)
 
@@ -16,16 +19,22 @@ log = logging.getLogger(__name__)
 def build_loggers(logger_cfg: DictConfig | None, stage_dir: Path, run_info: dict[str, Any]) -> list:
     """Instantiate every configured logger with paths and names for one model of a job.
 
-    ``run_info`` holds ``name`` (the job's name), ``role`` (teacher, student, baseline),
-    ``group``, ``tags`` and ``config`` (the resolved config as plain values).
+    ``run_info`` contains ``name`` (the job's name), ``role`` (teacher, student, baseline),
+    ``group``, ``tags``, ``config`` (the resolved config as plain values) and
+    ``provenance`` (git commit and fold-manifest hash, added to the W&B config).
     """
     loggers = []
     for key, entry in (logger_cfg or {}).items():
         if entry is None:
             continue
-        target = entry.get("_target_", "")
-        overrides = _logger_overrides(get_class(target).__name__, stage_dir, run_info)
-        loggers.append(instantiate(entry, **overrides))
+        logger_class = get_class(entry.get("_target_", ""))
+        if logger_class.__name__ == "WandbLogger":
+            finish_stale_run()
+        options = {**OmegaConf.to_container(entry, resolve=True), **_logger_overrides(logger_class.__name__, stage_dir, run_info)}
+        options.pop("_target_")
+        # Called directly, not through hydra.utils.instantiate, whose own first parameter
+        # is named ``config`` and clashes with WandbLogger's ``config`` argument.
+        loggers.append(logger_class(**options))
         log.info("Logging %s metrics with %s", run_info["role"], key)
     return loggers
 
@@ -45,7 +54,7 @@ def _logger_overrides(class_name: str, stage_dir: Path, run_info: dict[str, Any]
             "group": run_info.get("group"),
             "job_type": run_info["role"],
             "tags": list(run_info.get("tags", [])),
-            "config": run_info.get("config"),
+            "config": {**(run_info.get("config") or {}), "provenance": run_info.get("provenance")},
         }
     return {}
 
@@ -58,7 +67,7 @@ def build_callbacks(callbacks_cfg: DictConfig | None, stage_dir: Path) -> list:
             continue
         target = entry.get("_target_", "")
         overrides = {}
-        if get_class(target).__name__ == "ModelCheckpoint":
+        if issubclass(get_class(target), ModelCheckpoint):
             overrides["dirpath"] = str(stage_dir / "checkpoints")
         callbacks.append(instantiate(entry, **overrides))
     return callbacks

@@ -1,0 +1,86 @@
+"""Read PyTorch files without unpickling arbitrary objects, and write Lightning checkpoints atomically."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+SAFE_LOADING_HINT = (
+    "Only files that torch.load(weights_only=True) accepts are read: tensors, numbers, strings "
+    "and plain containers. Re-save the state_dict from trusted code, or use a .safetensors file."
+)
+
+
+def load_weights_only(path: str | Path, setting: str) -> Any:
+    """Load a PyTorch file onto the CPU with ``torch.load(weights_only=True)``.
+
+    ``setting`` names the config key or argument that gave the path, for messages.
+    Raises FileNotFoundError for a missing file, and ValueError for a file that contains
+    other objects (such as pickled classes) or is not a readable PyTorch file.
+    """
+    path = str(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{setting} {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ValueError(f"rejected {setting} {path}: {rejection_reason(error)}. {SAFE_LOADING_HINT}") from None
+    except (RuntimeError, EOFError, ValueError) as error:
+        raise ValueError(
+            f"{setting} {path} is not a readable PyTorch file, or is truncated ({type(error).__name__}: "
+            f"{_first_line(error)})"
+        ) from None
+
+
+def rejection_reason(error: pickle.UnpicklingError) -> str:
+    """Describe why ``torch.load(weights_only=True)`` rejected a file, naming the blocked object where torch does."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    # torch's first line is a generic notice, so prefer the line that names the blocked global.
+    specific = [line for line in lines if "GLOBAL" in line or "Unsupported" in line]
+    detail = type(error).__name__
+    if specific:
+        detail = specific[0]
+    elif lines:
+        detail = lines[0]
+    return f"it contains objects other than tensors and plain containers ({detail})"
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint I/O, writing each file beside its target and renaming it into place.
+
+    A process killed while saving leaves the previous checkpoint whole. Lightning 2.6's own
+    writer (through fsspec) stages the file in the system temporary folder, and moving it
+    from there to another file system is a copy that can be cut short. Loading uses
+    ``weights_only=True`` unless the caller passes another value.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} does not take storage_options")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                torch.save(checkpoint, stream)
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+    def load_checkpoint(self, path: str | Path, *args: Any, weights_only: bool | None = None, **options: Any) -> dict[str, Any]:
+        weights_only = True if weights_only is None else weights_only
+        return super().load_checkpoint(path, *args, weights_only=weights_only, **options)

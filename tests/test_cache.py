@@ -1,0 +1,133 @@
+"""Caches written atomically: concurrent builders, corrupt entries, checkpoints cut short."""
+
+from __future__ import annotations
+
+import json
+import logging
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from brainkd.checkpoints import AtomicCheckpointIO
+from brainkd.data.cache import entry_path, load_or_build, read_entry
+from brainkd.data.duplicates import load_or_compute_groups
+from brainkd.data.folders import scan_split
+from brainkd.data.preprocess import PreprocessSettings
+from messy_data import make_plain_dataset
+
+SETTINGS = PreprocessSettings(image_size=16, denoise_strength=0.0)
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory):
+    root = make_plain_dataset(tmp_path_factory.mktemp("cache-data") / "dataset", train_per_class=3, test_per_class=1)
+    return scan_split(root, "train") + scan_split(root, "test")
+
+
+def build_cache(arguments: tuple[list, str]) -> list[bytes]:
+    """Build the cache in a separate process and return the preprocessed images as bytes."""
+    samples, cache_dir = arguments
+    cached = load_or_build(samples, SETTINGS, cache_dir, num_workers=1)
+    return [image.tobytes() for image in cached.images]
+
+
+def group_duplicates(arguments: tuple[list, str]) -> list[int]:
+    samples, cache_dir = arguments
+    return load_or_compute_groups(samples, cache_dir, max_distance=4, hash_size=8, num_workers=1)
+
+
+def leftover_temporary_files(folder: Path) -> list[Path]:
+    return [path for path in folder.rglob("*") if path.name.endswith(".tmp")]
+
+
+def test_concurrent_builds_leave_valid_cache(samples, tmp_path):
+    cache_dir = str(tmp_path / "cache")
+    with get_context("forkserver").Pool(2) as pool:
+        first, second = pool.map(build_cache, [(samples, cache_dir), (samples, cache_dir)])
+    assert first == second
+
+    reread = load_or_build(samples, SETTINGS, cache_dir, num_workers=1)
+    assert [image.tobytes() for image in reread.images] == first
+    for sample in samples:
+        assert read_entry(entry_path(Path(cache_dir), SETTINGS, sample.content_hash), 16) is not None
+    assert leftover_temporary_files(tmp_path) == []
+
+
+def test_concurrent_grouping_leaves_valid_cache(samples, tmp_path):
+    cache_dir = str(tmp_path / "cache")
+    with get_context("forkserver").Pool(2) as pool:
+        first, second = pool.map(group_duplicates, [(samples, cache_dir), (samples, cache_dir)])
+    assert first == second
+    (cache_file,) = (tmp_path / "cache" / "duplicates").glob("*.json")
+    assert len(json.loads(cache_file.read_text())["groups"]) == len(samples)
+    assert leftover_temporary_files(tmp_path) == []
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def empty(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def garble(path: Path) -> None:
+    path.write_bytes(b"\x93NUMPY garbage" * 10)
+
+
+def shrink(path: Path) -> None:
+    with path.open("wb") as stream:
+        np.savez(stream, image=np.zeros((8, 8), np.uint8), mask_fallback=np.array(False))
+
+
+def rename_key(path: Path) -> None:
+    with path.open("wb") as stream:
+        np.savez(stream, pixels=np.zeros((16, 16), np.uint8))
+
+
+@pytest.mark.parametrize("damage", [truncate, empty, garble, shrink, rename_key])
+def test_damaged_entry_is_rebuilt(samples, tmp_path, caplog, damage):
+    cache_dir = tmp_path / "cache"
+    expected = load_or_build(samples, SETTINGS, cache_dir, num_workers=1).images
+    entry = entry_path(cache_dir, SETTINGS, samples[0].content_hash)
+    damage(entry)
+
+    with caplog.at_level(logging.WARNING, logger="brainkd.data.cache"):
+        rebuilt = load_or_build(samples, SETTINGS, cache_dir, num_workers=1)
+    assert str(entry) in caplog.text
+    assert "rebuilding it" in caplog.text
+    assert np.array_equal(rebuilt.images, expected)
+    assert read_entry(entry, 16) is not None
+
+
+def test_corrupt_group_cache_is_recomputed(samples, tmp_path, caplog):
+    expected = load_or_compute_groups(samples, tmp_path, max_distance=4, hash_size=8, num_workers=1)
+    (cache_file,) = (tmp_path / "duplicates").glob("*.json")
+    cache_file.write_text('{"groups": [0, 1')
+    with caplog.at_level(logging.WARNING, logger="brainkd.data.duplicates"):
+        assert load_or_compute_groups(samples, tmp_path, max_distance=4, hash_size=8, num_workers=1) == expected
+    assert "is corrupt" in caplog.text
+    assert json.loads(cache_file.read_text())["groups"]
+
+
+def test_checkpoint_save_replaces_whole_file(tmp_path):
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"global_step": 1, "weights": torch.ones(3)}, path)
+    io.save_checkpoint({"global_step": 2, "weights": torch.zeros(3)}, path)
+    assert io.load_checkpoint(path)["global_step"] == 2
+    assert leftover_temporary_files(tmp_path) == []
+
+
+def test_failed_checkpoint_save_keeps_previous(tmp_path):
+    path = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"global_step": 1}, path)
+    with pytest.raises(Exception):
+        # A lambda cannot be pickled, so torch.save fails part way through writing.
+        io.save_checkpoint({"global_step": 2, "broken": lambda: None}, path)
+    assert io.load_checkpoint(path)["global_step"] == 1
+    assert leftover_temporary_files(tmp_path) == []

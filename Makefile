@@ -6,10 +6,14 @@ BIN := $(VENV)/bin
 DATA_DIR ?= data/brain-tumor-mri
 DATA_REPO ?= https://github.com/SartajBhuvaji/Brain-Tumor-Classification-DataSet
 # The sizes used on a machine without a GPU (about 20 minutes on 2 cores).
-CPU_OVERRIDES ?= trainer=cpu data.image_size=96 trainer.max_epochs=4
+CPU_OVERRIDES ?= trainer=cpu data.image_size=64 trainer.max_epochs=3
 GPU_OVERRIDES ?= trainer=gpu
+# glibc unmaps every freed block above its mmap threshold (at most 32 MiB), so a CPU
+# training step page-faults its large tensors in again on every step. These thresholds
+# keep freed memory in the process (before and after: experiments/bench/RESULTS.md).
+CPU_MALLOC_ENV ?= MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296
 
-.PHONY: install data run smoke test test-all clean
+.PHONY: install data run smoke test test-all bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +37,8 @@ run: install data
 	@if $(BIN)/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then \
 		echo "GPU found: full-size run"; $(BIN)/python -m brainkd.run +experiment=distill $(GPU_OVERRIDES); \
 	else \
-		echo "No GPU: CPU-sized run ($(CPU_OVERRIDES))"; $(BIN)/python -m brainkd.run +experiment=distill $(CPU_OVERRIDES); \
+		echo "No GPU: CPU-sized run ($(CPU_OVERRIDES))"; \
+		env $(CPU_MALLOC_ENV) $(BIN)/python -m brainkd.run +experiment=distill $(CPU_OVERRIDES); \
 	fi
 
 smoke: install
@@ -45,6 +50,11 @@ test: install
 # The default suite plus the tests marked slow.
 test-all: install
 	$(BIN)/python -m pytest -m "slow or not slow"
+
+# The speed benchmarks on the dataset (about 30 minutes on 2 cores); the table lands in
+# outputs/bench/. The allocator benchmark sets its own allocator for each measurement.
+bench: install data
+	env $(CPU_MALLOC_ENV) $(BIN)/python -m brainkd.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf outputs multirun .pytest_cache

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from brainkd.atomic import atomic_open
 
 SAFE_LOADING_HINT = (
     "Only files that torch.load(weights_only=True) accepts are read: tensors, numbers, strings "
@@ -68,18 +69,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} does not take storage_options")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                torch.save(checkpoint, stream)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        with atomic_open(path, "wb", sync=True) as stream:
+            torch.save(checkpoint, stream)
 
     def load_checkpoint(self, path: str | Path, *args: Any, weights_only: bool | None = None, **options: Any) -> dict[str, Any]:
         weights_only = True if weights_only is None else weights_only

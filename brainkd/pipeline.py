@@ -252,12 +252,14 @@ def load_teacher_checkpoint(
         "arch": ("model.name", str(model_cfg.name)),
         "in_chans": ("model.in_chans", int(model_cfg.get("in_chans", 1))),
         "num_classes": ("the number of classes", len(datamodule.class_names)),
+        # A teacher trained on other input sizes sees the anatomy at another scale.
+        "image_size": ("data.image_size", datamodule.image_size),
     }
     for key, (setting, value) in expected.items():
         if meta.get(key) != value:
             raise ValueError(
                 f"distill.teacher_checkpoint {path} has {key}={meta.get(key)!r}, but {setting} is {value!r}. "
-                "Set the model config to match the checkpoint, or train a new teacher (distill.teacher_checkpoint=null)"
+                f"Change {setting} to match the checkpoint, or train a new teacher (distill.teacher_checkpoint=null)"
             )
     if meta.get("manifest_hash") != datamodule.split.manifest_hash:
         raise ValueError(

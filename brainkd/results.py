@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+from brainkd.atomic import atomic_open
 
 TABLE_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "loss")
 
@@ -14,16 +13,9 @@ TABLE_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "los
 def write_json(path: str | Path, payload: Any) -> Path:
     """Write JSON to a temporary file beside ``path`` and rename it into place."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(payload, stream, indent=2, sort_keys=False, default=str)
-            stream.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "w") as stream:
+        json.dump(payload, stream, indent=2, sort_keys=False, default=str)
+        stream.write("\n")
     return path
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,10 @@ from brainkd.tracking.review import JobReview
 from brainkd.tracking.run_info import build_run_info
 
 log = logging.getLogger(__name__)
+
+# Lightning 2.6 calls a torch.utils._pytree API that torch 2.14 deprecates; the warning is
+# about Lightning's code, not the user's, and repeats in every stage.
+warnings.filterwarnings("ignore", message=r".*LeafSpec.* is deprecated")
 
 TASKS = ("classifier", "distill")
 # An absolute path, so that Hydra also finds the configs when main() is imported and called.

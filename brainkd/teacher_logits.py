@@ -12,8 +12,6 @@ import copy
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -24,6 +22,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from brainkd.data.cache import settings_key
+from brainkd.atomic import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -135,15 +134,8 @@ def load_logits(path: Path, num_images: int) -> torch.Tensor | None:
 
 def save_logits(path: Path, logits: torch.Tensor) -> None:
     """Write logits atomically: to a temporary file in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(logits, stream)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as stream:
+        torch.save(logits, stream)
 
 
 def load_or_compute(

@@ -26,7 +26,7 @@ def build_train_augmentation(
     intensity_scale: float = 0.1,
     intensity_shift: float = 0.05,
 ) -> v2.Compose | None:
-    """Build the augmentation for 1 x H x W float images in [0, 1]; None when every step is off."""
+    """Build the augmentation for 1 x H x W float images in [0, 1], or return None when every step is off."""
     steps: list[torch.nn.Module] = []
     if horizontal_flip > 0:
         steps.append(v2.RandomHorizontalFlip(p=horizontal_flip))

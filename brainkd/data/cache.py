@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import types
 import zipfile
 from contextlib import closing, contextmanager
@@ -27,6 +26,7 @@ from tqdm.auto import tqdm
 from brainkd.data.folders import Sample
 from brainkd.data.preprocess import PreprocessSettings, preprocess_image
 from brainkd.data.reading import ImageReadError, read_gray
+from brainkd.atomic import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +66,8 @@ def entry_path(cache_dir: Path, settings: PreprocessSettings, content_hash: str)
 
 def write_entry(path: Path, image: np.ndarray, mask_fallback: bool) -> None:
     """Write an entry atomically: to a temporary file in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, image=image, mask_fallback=np.array(mask_fallback))
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as stream:
+        np.savez(stream, image=image, mask_fallback=np.array(mask_fallback))
 
 
 def read_entry(path: Path, image_size: int) -> tuple[np.ndarray, bool] | None:

@@ -12,7 +12,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from tqdm.auto import tqdm
 
 from brainkd.data.folders import CLASS_NAMES, Sample
 from brainkd.data.reading import ImageReadError, read_gray
+from brainkd.atomic import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -289,15 +289,8 @@ def format_summary(report: DuplicateReport) -> str:
 
 def _write_atomically(path: Path, text: str) -> None:
     """Write text to a temporary file in the same folder, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", newline="", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "w", newline="", encoding="utf-8") as stream:
+        stream.write(text)
 
 
 CSV_COLUMNS = (

@@ -32,7 +32,7 @@ def load_weights_only(path: str | Path, setting: str) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise ValueError(f"rejected {setting} {path}: {rejection_reason(error)}. {SAFE_LOADING_HINT}") from None
-    except (RuntimeError, EOFError, ValueError) as error:
+    except (RuntimeError, EOFError, ValueError, IndexError, KeyError, TypeError, AttributeError) as error:
         raise ValueError(
             f"{setting} {path} is not a readable PyTorch file, or is truncated ({type(error).__name__}: "
             f"{_first_line(error)})"

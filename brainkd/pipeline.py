@@ -30,7 +30,7 @@ from brainkd.tracking.loggers import build_callbacks, build_loggers
 log = logging.getLogger(__name__)
 
 MODEL_KEYS = ("name", "pretrained", "weights_path", "in_chans", "options", "pretrain")
-# Keys of the trainer config that brainkd applies to the models; the Trainer never sees them.
+# Keys of the trainer config that brainkd applies to the models; they are not passed to the Trainer.
 MODEL_SPEED_KEYS = ("channels_last", "compile")
 
 
@@ -252,9 +252,11 @@ def load_teacher_checkpoint(
         "arch": ("model.name", str(model_cfg.name)),
         "in_chans": ("model.in_chans", int(model_cfg.get("in_chans", 1))),
         "num_classes": ("the number of classes", len(datamodule.class_names)),
-        # A teacher trained on other input sizes sees the anatomy at another scale.
-        "image_size": ("data.image_size", datamodule.image_size),
     }
+    # A teacher trained at another input size was fitted to the anatomy at another scale.
+    # Checkpoints written before image_size was recorded skip this check.
+    if meta.get("image_size") is not None:
+        expected["image_size"] = ("data.image_size", datamodule.image_size)
     for key, (setting, value) in expected.items():
         if meta.get(key) != value:
             raise ValueError(

@@ -18,6 +18,8 @@ import lightning as L
 from omegaconf import DictConfig
 
 from brainkd import failures, hardware, pipeline, resume, teacher_logits
+from brainkd.distillation import check_settings
+from brainkd.models.factory import check_model_name
 from brainkd.modules import DistillModule, TeacherModule
 from brainkd.results import format_comparison, write_json
 from brainkd.tracking.loggers import plain_config
@@ -36,7 +38,7 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Run one job as the config says and return its results."""
+    """Run one job as configured and return its results."""
     if cfg.task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {cfg.task!r}")
     if not isinstance(cfg.seed, int) or not 0 <= cfg.seed < 2**32:
@@ -45,6 +47,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     resume.check_resume_request(cfg.get("ckpt_path"), output_dir)
     L.seed_everything(cfg.seed, workers=True)
+    if cfg.task == "distill":
+        # Checked before the teacher's training, which a mistake here would otherwise waste.
+        check_settings(cfg.distill.temperature, cfg.distill.alpha, cfg.distill.kd_form)
+        teacher_logits.check_mode(cfg.distill.teacher_logits)
+        check_model_name(str(cfg.student.name), "student.name")
+    check_model_name(str(cfg.model.name), "model.name")
 
     log.info("Preparing data from %s", cfg.data.root)
     datamodule = pipeline.build_datamodule(cfg.data, seed=cfg.seed)

@@ -30,6 +30,12 @@ TEACHER_LOGITS_MODES = ("auto", "cached", "online")
 CACHE_FOLDER = "teacher-logits"
 
 
+def check_mode(mode: str) -> None:
+    """Raise ValueError unless ``mode`` is a valid ``distill.teacher_logits`` value."""
+    if mode not in TEACHER_LOGITS_MODES:
+        raise ValueError(f"distill.teacher_logits must be one of {TEACHER_LOGITS_MODES}, got {mode!r}")
+
+
 def resolve_mode(mode: str, training_is_augmented: bool) -> str:
     """Return the mode that runs: ``auto`` becomes ``cached`` without augmentation, else ``online``.
 
@@ -37,8 +43,7 @@ def resolve_mode(mode: str, training_is_augmented: bool) -> str:
     With augmentation they come from the un-augmented image while the student trains on
     an augmented one. That is an approximation, so ``auto`` picks them only when exact.
     """
-    if mode not in TEACHER_LOGITS_MODES:
-        raise ValueError(f"distill.teacher_logits must be one of {TEACHER_LOGITS_MODES}, got {mode!r}")
+    check_mode(mode)
     if mode == "auto":
         return "online" if training_is_augmented else "cached"
     return mode

@@ -10,13 +10,17 @@ from brainkd.pipeline import build_model, load_teacher_checkpoint
 from job_helpers import fake_datamodule, model_config
 
 
-def save_teacher(path, arch="plain_cnn", num_classes=4, in_chans=1, channels=(4, 8), manifest_hash="abc123"):
+def save_teacher(
+    path, arch="plain_cnn", num_classes=4, in_chans=1, channels=(4, 8), manifest_hash="abc123", image_size=None
+):
     model = create_model("plain_cnn", num_classes=num_classes, in_chans=in_chans, image_size=16, channels=channels)
     state_dict = {f"model.{key}": value for key, value in model.state_dict().items()}
     metadata = {
         "arch": arch, "num_classes": num_classes, "in_chans": in_chans, "options": {"channels": list(channels)},
         "manifest_hash": manifest_hash, "fold": 0, "num_folds": 4,
     }
+    if image_size is not None:
+        metadata["image_size"] = image_size
     torch.save({"state_dict": state_dict, "brainkd": metadata}, path)
     return path
 
@@ -85,6 +89,12 @@ def test_teacher_of_other_options_rejected(tmp_path):
 def test_teacher_of_other_fold_rejected(tmp_path):
     path = save_teacher(tmp_path / "teacher.ckpt", manifest_hash="other")
     with pytest.raises(ValueError, match="train a teacher on the same fold"):
+        load_teacher_checkpoint(str(path), model_config(), fake_datamodule())
+
+
+def test_teacher_of_other_image_size_rejected(tmp_path):
+    path = save_teacher(tmp_path / "teacher.ckpt", image_size=64)
+    with pytest.raises(ValueError, match="Change data.image_size to match"):
         load_teacher_checkpoint(str(path), model_config(), fake_datamodule())
 
 

@@ -88,3 +88,10 @@ def test_mismatched_shapes_are_rejected(logits):
     student, teacher, _ = logits
     with pytest.raises(ValueError, match="same shape"):
         soft_target_kl(student, teacher[:, :3], 2.0)
+
+
+def test_check_settings_names_the_key():
+    from brainkd.distillation import check_settings
+
+    with pytest.raises(ValueError, match="distill.alpha"):
+        check_settings(temperature=2.0, alpha=-0.1, kd_form="paper")

@@ -29,7 +29,7 @@ class BenchSettings:
     model_steps: int = 3        # timed training steps after one warm-up step
     distill_samples_per_class: int = 16
     distill_epochs: int = 3     # the first epoch is a warm-up and is not counted
-    inference_rounds: int = 3
+    inference_rounds: int = 5
     students: tuple[str, ...] = ("resnext26ts", "resnext26_half")
     allocators: tuple[str, ...] = ("glibc", "glibc-thresholds", "jemalloc", "tcmalloc")
     allocator_steps: int = 3

@@ -17,6 +17,8 @@ import types
 import zipfile
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -184,12 +186,20 @@ def _iter_results(jobs: list, workers: int, description: str):
                 yield _build_one(job)
                 progress.update()
         else:
+            # An executor, unlike multiprocessing.Pool, raises BrokenProcessPool when a worker
+            # dies (killed, out of memory) instead of waiting for its results forever.
             with _main_module_hidden():
-                pool = get_context("forkserver").Pool(workers, initializer=_init_worker)
+                pool = ProcessPoolExecutor(workers, mp_context=get_context("forkserver"), initializer=_init_worker)
             with pool:
-                for result in pool.imap_unordered(_build_one, jobs, chunksize=4):
-                    yield result
-                    progress.update()
+                try:
+                    for result in pool.map(_build_one, jobs, chunksize=4):
+                        yield result
+                        progress.update()
+                except BrokenProcessPool as error:
+                    raise RuntimeError(
+                        f"a preprocessing worker process died ({error}); finished entries are kept, so run "
+                        "again, with fewer data.preprocess_workers if memory ran out"
+                    ) from None
     finally:
         progress.close()
 

@@ -15,6 +15,7 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -85,8 +86,9 @@ def perceptual_hashes(
                 progress.update()
         else:
             chunk_size = max(1, min(32, len(jobs) // (workers * 8)))
-            with get_context("forkserver").Pool(workers) as pool:
-                for result in pool.imap_unordered(_hash_file, jobs, chunksize=chunk_size):
+            # An executor raises BrokenProcessPool when a worker dies, where Pool would wait forever.
+            with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool:
+                for result in pool.map(_hash_file, jobs, chunksize=chunk_size):
                     results.append(result)
                     progress.update()
     finally:

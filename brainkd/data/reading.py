@@ -43,7 +43,7 @@ def read_gray(path: str | Path) -> np.ndarray:
         raise
     except UnidentifiedImageError:
         raise ImageReadError(path, "not an image format that Pillow can read") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as error:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
         raise ImageReadError(path, f"unreadable image ({error})") from None
 
     if array.dtype.kind == "f" and not np.isfinite(array).all():

@@ -120,6 +120,13 @@ def load_weights_file(model: nn.Module, path: str) -> None:
     model.load_state_dict(state)
 
 
+def check_model_name(name: str, key: str = "model.name") -> None:
+    """Raise ValueError when ``name`` is neither a timm model nor one of brainkd's own."""
+    _import_local_models()
+    if name not in _LOCAL_MODELS and not timm.is_model(name):
+        raise ValueError(f"{key}: {_unknown_model_message(name)}")
+
+
 def _unknown_model_message(name: str) -> str:
     known = local_model_names()
     close = difflib.get_close_matches(name, known + timm.list_models(), n=5, cutoff=0.6)

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from brainkd.distillation import KD_FORMS, distillation_loss
+from brainkd.distillation import check_settings, distillation_loss
 from brainkd.modules.base import ClassifierBase
 
 
@@ -35,12 +35,7 @@ class DistillModule(ClassifierBase):
         **options: Any,
     ):
         super().__init__(student, class_names, **options)
-        if temperature <= 0:
-            raise ValueError(f"distill.temperature must be positive, got {temperature}")
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"distill.alpha must lie in [0, 1], got {alpha}")
-        if kd_form not in KD_FORMS:
-            raise ValueError(f"distill.kd_form must be one of {KD_FORMS}, got {kd_form!r}")
+        check_settings(temperature, alpha, kd_form)
         self.temperature = float(temperature)
         self.alpha = float(alpha)
         self.kd_form = kd_form

@@ -51,8 +51,9 @@ test: install
 test-all: install
 	$(BIN)/python -m pytest -m "slow or not slow"
 
-# The speed benchmarks on the dataset (about 30 minutes on 2 cores); the table lands in
-# outputs/bench/. The allocator benchmark sets its own allocator for each measurement.
+# The speed benchmarks on the dataset; the table lands in outputs/bench/. An estimate from
+# the loaded 2-core runs in experiments/bench/RESULTS.md: 15 to 50 minutes on 2 cores.
+# The allocator benchmark sets its own allocator for each measurement.
 bench: install data
 	env $(CPU_MALLOC_ENV) $(BIN)/python -m brainkd.bench $(BENCH_ARGS)
 

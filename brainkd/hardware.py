@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import torch
 from omegaconf import DictConfig
@@ -36,7 +37,8 @@ def inference_device(trainer_cfg: DictConfig) -> tuple[torch.device, torch.dtype
     """
     accelerator = str(trainer_cfg.get("accelerator", "auto"))
     use_gpu = accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()
-    device = torch.device("cuda" if use_gpu else "cpu")
+    # Processes that torchrun or Lightning's DDP launcher starts find their GPU in LOCAL_RANK.
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if use_gpu else torch.device("cpu")
     dtype = AUTOCAST_DTYPES.get(str(trainer_cfg.get("precision", "32-true")))
     if dtype is torch.float16 and not use_gpu:
         dtype = None

@@ -177,6 +177,8 @@ def logits_for_training(
     """Resolve ``distill.teacher_logits`` and return the mode that runs with its cached logits.
 
     ``datamodule`` is a set-up BrainMRIDataModule. The logits are None in online mode.
+    NOTE: under DDP every process runs the teacher over all training images itself,
+    unless the logits are already on disk. The writes are atomic, so the file stays whole.
     """
     train = datamodule.dataset("train")
     augmented = is_augmented(train)

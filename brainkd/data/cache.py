@@ -12,10 +12,8 @@ import hashlib
 import json
 import logging
 import os
-import sys
-import types
 import zipfile
-from contextlib import closing, contextmanager
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -27,6 +25,7 @@ from tqdm.auto import tqdm
 
 from brainkd.data.folders import Sample
 from brainkd.data.preprocess import PreprocessSettings, preprocess_image
+from brainkd.data.processes import main_module_hidden
 from brainkd.data.reading import ImageReadError, read_gray
 from brainkd.atomic import atomic_open
 
@@ -188,11 +187,13 @@ def _iter_results(jobs: list, workers: int, description: str):
         else:
             # An executor, unlike multiprocessing.Pool, raises BrokenProcessPool when a worker
             # dies (killed, out of memory) instead of waiting for its results forever.
-            with _main_module_hidden():
+            with main_module_hidden():
                 pool = ProcessPoolExecutor(workers, mp_context=get_context("forkserver"), initializer=_init_worker)
+                # The executor starts its processes while map() submits the work.
+                results = pool.map(_build_one, jobs, chunksize=4)
             with pool:
                 try:
-                    for result in pool.map(_build_one, jobs, chunksize=4):
+                    for result in results:
                         yield result
                         progress.update()
                 except BrokenProcessPool as error:
@@ -202,20 +203,3 @@ def _iter_results(jobs: list, workers: int, description: str):
                     ) from None
     finally:
         progress.close()
-
-
-@contextmanager
-def _main_module_hidden():
-    """Start worker processes that skip importing the program's ``__main__`` module.
-
-    multiprocessing imports the parent's main module again in every worker it starts. For
-    ``python -m brainkd.run`` that is torch, Lightning, Hydra and timm, about 7 CPU seconds
-    per worker (measured on 2 AMD EPYC cores), while ``_build_one`` needs only this module.
-    A stand-in ``__main__`` without a name or file makes multiprocessing skip that import.
-    """
-    main = sys.modules["__main__"]
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        sys.modules["__main__"] = main

@@ -25,6 +25,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from brainkd.data.folders import CLASS_NAMES, Sample
+from brainkd.data.processes import main_module_hidden
 from brainkd.data.reading import ImageReadError, read_gray
 from brainkd.atomic import atomic_open
 
@@ -87,8 +88,11 @@ def perceptual_hashes(
         else:
             chunk_size = max(1, min(32, len(jobs) // (workers * 8)))
             # An executor raises BrokenProcessPool when a worker dies, where Pool would wait forever.
-            with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool:
-                for result in pool.map(_hash_file, jobs, chunksize=chunk_size):
+            with main_module_hidden():
+                pool = ProcessPoolExecutor(workers, mp_context=get_context("forkserver"))
+                hashed = pool.map(_hash_file, jobs, chunksize=chunk_size)
+            with pool:
+                for result in hashed:
                     results.append(result)
                     progress.update()
     finally:

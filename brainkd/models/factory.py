@@ -124,7 +124,7 @@ def check_model_name(name: str, key: str = "model.name") -> None:
     """Raise ValueError when ``name`` is neither a timm model nor one of brainkd's own."""
     _import_local_models()
     if name not in _LOCAL_MODELS and not timm.is_model(name):
-        raise ValueError(f"{key}: {_unknown_model_message(name)}")
+        raise ValueError(f"cannot build {key}={name!r}: {_unknown_model_message(name)}")
 
 
 def _unknown_model_message(name: str) -> str:

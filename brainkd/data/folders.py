@@ -95,14 +95,14 @@ def find_class_folders(split_dir: Path) -> dict[str, Path]:
 
 def resolve_split_dir(root: Path, split: str) -> Path:
     """Return the folder of a split (``train`` or ``test``), matched without case."""
-    wanted = SPLIT_FOLDERS[split]
+    expected_name = SPLIT_FOLDERS[split]
     if not root.is_dir():
         raise FileNotFoundError(f"dataset root {root} does not exist. {DATA_SOURCE_HINT}")
     for child in root.iterdir():
-        if child.is_dir() and child.name.lower() == wanted.lower():
+        if child.is_dir() and child.name.lower() == expected_name.lower():
             return child
     raise FileNotFoundError(
-        f"no {wanted}/ folder in dataset root {root}. The root must hold Training/ and "
+        f"no {expected_name}/ folder in dataset root {root}. The root must hold Training/ and "
         f"Testing/, each with one folder per class. {DATA_SOURCE_HINT}"
     )
 

@@ -42,6 +42,17 @@ def check_input_size(input_size: int, image_size: int) -> None:
         )
 
 
+def check_flat_model_arguments(
+    num_classes: int, in_chans: int, image_size: int, input_size: int, hidden: Sequence[int], dropout: float
+) -> None:
+    """Check the arguments shared by the models that flatten a pooled image (MLP and DBN)."""
+    check_positive("num_classes", num_classes)
+    check_positive("in_chans", in_chans)
+    check_input_size(input_size, image_size)
+    check_layer_sizes("hidden", hidden)
+    check_dropout(dropout)
+
+
 def check_image_batch(images: torch.Tensor, in_chans: int) -> None:
     """Raise ValueError unless ``images`` has shape (batch, in_chans, height, width)."""
     if images.ndim != 4 or images.shape[1] != in_chans:
@@ -122,11 +133,7 @@ class MLP(nn.Module):
         dropout: float = 0.3,
     ) -> None:
         super().__init__()
-        check_positive("num_classes", num_classes)
-        check_positive("in_chans", in_chans)
-        check_input_size(input_size, image_size)
-        check_layer_sizes("hidden", hidden)
-        check_dropout(dropout)
+        check_flat_model_arguments(num_classes, in_chans, image_size, input_size, hidden, dropout)
 
         self.in_chans = in_chans
         self.image_size = image_size

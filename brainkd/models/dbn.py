@@ -9,13 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from brainkd.models.baselines import (
-    check_dropout,
-    check_image_batch,
-    check_input_size,
-    check_layer_sizes,
-    check_positive,
-)
+from brainkd.models.baselines import check_flat_model_arguments, check_image_batch, check_positive
 
 logger = logging.getLogger(__name__)
 
@@ -134,11 +128,7 @@ class DeepBeliefNetwork(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        check_positive("num_classes", num_classes)
-        check_positive("in_chans", in_chans)
-        check_input_size(input_size, image_size)
-        check_layer_sizes("hidden", hidden)
-        check_dropout(dropout)
+        check_flat_model_arguments(num_classes, in_chans, image_size, input_size, hidden, dropout)
 
         self.in_chans = in_chans
         self.image_size = image_size

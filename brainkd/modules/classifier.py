@@ -18,8 +18,8 @@ class TeacherModule(ClassifierBase):
     """Train ``model`` with cross-entropy.
 
     Models with a ``pretrain(batches, **options)`` method, such as the deep belief
-    network, are pre-trained on the training images before the first epoch;
-    ``pretrain_options`` is passed on to it.
+    network, are pre-trained on the training images before the first epoch.
+    ``pretrain_options`` is passed on to that method.
     """
 
     def __init__(

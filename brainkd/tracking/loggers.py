@@ -45,7 +45,7 @@ def _logger_overrides(class_name: str, stage_dir: Path, run_info: dict[str, Any]
     if class_name == "TensorBoardLogger":
         return {"save_dir": str(stage_dir), "name": "tensorboard", "version": ""}
     if class_name == "WandbLogger":
-        # Without a key there is nobody to send to, so record offline and let the user sync later.
+        # Without an API key no upload can succeed, so runs are recorded offline for a later `wandb sync`.
         if not os.environ.get("WANDB_API_KEY") and "WANDB_MODE" not in os.environ:
             os.environ["WANDB_MODE"] = "offline"
         return {

@@ -17,10 +17,11 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig
 
-from brainkd import failures, hardware, pipeline, resume, teacher_logits
+from brainkd import checks, failures, hardware, pipeline, resume, teacher_logits
 from brainkd.distillation import check_settings
 from brainkd.models.factory import check_model_name
 from brainkd.modules import DistillModule, TeacherModule
+from brainkd.modules.base import check_optim_options
 from brainkd.results import format_comparison, write_json
 from brainkd.tracking.loggers import plain_config
 from brainkd.tracking.review import JobReview
@@ -53,6 +54,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         teacher_logits.check_mode(cfg.distill.teacher_logits)
         check_model_name(str(cfg.student.name), "student.name")
     check_model_name(str(cfg.model.name), "model.name")
+    check_optim_options(**pipeline.optim_options(cfg))
+    # Lightning reads -1 as "no limit", which the cosine schedule over max_epochs cannot follow.
+    checks.integer("trainer.max_epochs", cfg.trainer.get("max_epochs"), 1)
+    if cfg.task == "distill":
+        checks.integer("distill.teacher_epochs", cfg.distill.teacher_epochs, 1)
+        checks.integer("distill.student_epochs", cfg.distill.student_epochs, 1)
 
     log.info("Preparing data from %s", cfg.data.root)
     datamodule = pipeline.build_datamodule(cfg.data, seed=cfg.seed)

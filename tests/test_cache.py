@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 import torch
 
 from brainkd.checkpoints import AtomicCheckpointIO
+from brainkd.data import cache
 from brainkd.data.cache import entry_path, load_or_build, read_entry
 from brainkd.data.duplicates import load_or_compute_groups
 from brainkd.data.folders import scan_split
@@ -101,6 +104,28 @@ def test_damaged_entry_is_rebuilt(samples, tmp_path, caplog, damage):
     assert "rebuilding it" in caplog.text
     assert np.array_equal(rebuilt.images, expected)
     assert read_entry(entry, 16) is not None
+
+
+def test_cache_under_file_names_setting(samples, tmp_path):
+    (tmp_path / "not-a-folder").write_text("")
+    with pytest.raises(ValueError) as error:
+        load_or_build(samples, SETTINGS, tmp_path / "not-a-folder" / "cache", num_workers=1)
+    message = str(error.value)
+    assert message.startswith(f"cannot write the preprocessing cache in {tmp_path / 'not-a-folder' / 'cache'} (data.cache_dir)")
+    assert "Not a directory" in message
+    assert "BRAINKD_CACHE" in message
+
+
+def test_full_disk_names_cache_setting(samples, tmp_path, monkeypatch):
+    def full_disk(path, image, mask_fallback):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(cache, "write_entry", full_disk)
+    with pytest.raises(ValueError) as error:
+        load_or_build(samples, SETTINGS, tmp_path / "cache", num_workers=1)
+    assert "cannot write the preprocessing cache" in str(error.value)
+    assert "No space left on device" in str(error.value)
+    assert leftover_temporary_files(tmp_path) == []
 
 
 def test_corrupt_group_cache_is_recomputed(samples, tmp_path, caplog):

@@ -1,5 +1,6 @@
 """Class-folder matching and file listing."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,25 @@ def test_scan_skips_hidden_files(tmp_path):
     samples = scan_split(tmp_path, "train")
     assert [s.relpath for s in samples] == ["Training/glioma/a.jpg", "Training/notumor/b.jpg"]
     assert [CLASS_NAMES[s.label] for s in samples] == ["glioma", "no_tumor"]
+
+
+def test_scan_names_non_file_entries(tmp_path, caplog):
+    make_tree(tmp_path / "Training", {"glioma": ["a.jpg"]})
+    make_tree(tmp_path / "elsewhere", {"more": ["c.jpg"]})
+    glioma = tmp_path / "Training" / "glioma"
+    (glioma / "gone.jpg").symlink_to(tmp_path / "missing.jpg")
+    (glioma / "loop.jpg").symlink_to(glioma / "loop.jpg")
+    (glioma / "linked").symlink_to(tmp_path / "elsewhere" / "more", target_is_directory=True)
+    os.mkfifo(glioma / "pipe.jpg")
+
+    samples = scan_split(tmp_path, "train")
+
+    assert [s.relpath for s in samples if s.label == 0] == ["Training/glioma/a.jpg"]
+    assert "Skipped 4 entr(ies)" in caplog.text
+    assert f"{glioma / 'gone.jpg'}: broken or looping symbolic link" in caplog.text
+    assert f"{glioma / 'loop.jpg'}: broken or looping symbolic link" in caplog.text
+    assert f"{glioma / 'linked'}: symbolic link to a folder" in caplog.text
+    assert f"{glioma / 'pipe.jpg'}: not a regular file" in caplog.text
 
 
 def test_scan_hashes_content(tmp_path):

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import shutil
 
 import numpy as np
@@ -103,6 +104,21 @@ def test_predict_lists_bad_file(checkpoint, generated_root, tmp_path):
         assert row["predicted_class"] in {"glioma", "meningioma", "no_tumor", "pituitary"}
         probabilities = [float(value) for key, value in row.items() if key.startswith("probability_")]
         assert sum(probabilities) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_predict_writes_non_utf8_file_name(checkpoint, generated_root, tmp_path):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    source = sorted((generated_root / "Testing" / "glioma").glob("*.jpg"))[0]
+    # Latin-1 "é" in a file name, as copied from an old archive; not valid UTF-8.
+    shutil.copy(source, os.fsencode(folder) + b"/scan_\xe9.jpg")
+    output = tmp_path / "predictions.csv"
+
+    assert predict.main([f"checkpoint={checkpoint}", f"input={folder}", f"output={output}"]) == 0
+
+    rows = list(csv.DictReader(output.open(encoding="utf-8")))
+    assert [row["path"] for row in rows] == [str(folder / "scan_\\udce9.jpg")]
+    assert rows[0]["predicted_class"] in {"glioma", "meningioma", "no_tumor", "pituitary"}
 
 
 def test_predict_missing_input(checkpoint, tmp_path):

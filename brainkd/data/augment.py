@@ -5,6 +5,16 @@ from __future__ import annotations
 import torch
 from torchvision.transforms import v2
 
+from brainkd import checks
+
+# Each option's accepted bounds: (low, high, high bound excluded).
+AUGMENT_BOUNDS = {
+    "horizontal_flip": (0.0, 1.0, False),       # a probability
+    "rotation_degrees": (0.0, 180.0, False),
+    "intensity_scale": (0.0, 1.0, True),        # a factor of 1 - scale must stay positive
+    "intensity_shift": (0.0, 1.0, False),       # intensities lie in [0, 1]
+}
+
 
 class IntensityJitter(torch.nn.Module):
     """Scale and shift intensities by random factors: x * (1 + a) + b, a and b uniform."""
@@ -35,3 +45,16 @@ def build_train_augmentation(
     if intensity_scale > 0 or intensity_shift > 0:
         steps.append(IntensityJitter(intensity_scale, intensity_shift))
     return v2.Compose(steps) if steps else None
+
+
+def check_augment_options(options: dict) -> dict:
+    """Return ``data.augment`` as a plain dict after checking its keys and each value's range."""
+    unknown = sorted(set(options) - set(AUGMENT_BOUNDS))
+    if unknown:
+        raise ValueError(
+            f"unknown key(s) data.augment.{', '.join(unknown)}; accepted keys: {', '.join(AUGMENT_BOUNDS)}"
+        )
+    for key, value in options.items():
+        low, high, high_open = AUGMENT_BOUNDS[key]
+        checks.number(f"data.augment.{key}", value, low, high, high_open=high_open)
+    return dict(options)

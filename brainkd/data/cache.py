@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
 import zipfile
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
@@ -143,15 +144,20 @@ def load_or_build(
     if missing:
         workers = max(1, min(num_workers or os.cpu_count() or 1, len(missing)))
         log.info("Preprocessing %d of %d images with %d processes into %s", len(missing), len(samples), workers, cache_dir)
+        check_writable(cache_dir)
         jobs = [(s.path, str(entry_path(cache_dir, settings, s.content_hash)), settings) for s in missing]
-        with closing(_iter_results(jobs, workers, description)) as results:
-            for path, image, mask_fallback, reason in results:
-                if image is None:
-                    if on_bad_file == "error":
-                        raise ImageReadError(path, f"{reason} (set data.on_bad_file=skip to skip such files)")
-                    bad_files.append(BadFile(path=path, reason=reason))
-                else:
-                    images[path], fallbacks[path] = image, mask_fallback
+        try:
+            with closing(_iter_results(jobs, workers, description)) as results:
+                for path, image, mask_fallback, reason in results:
+                    if image is None:
+                        if on_bad_file == "error":
+                            raise ImageReadError(path, f"{reason} (set data.on_bad_file=skip to skip such files)")
+                        bad_files.append(BadFile(path=path, reason=reason))
+                    else:
+                        images[path], fallbacks[path] = image, mask_fallback
+        except OSError as error:
+            # Reading errors become ImageReadError inside the workers, so this one came from a write.
+            raise ValueError(_unwritable_message(cache_dir, error)) from error
 
     bad_files.sort(key=lambda bad: bad.path)
     if bad_files and warn_bad_files:
@@ -164,6 +170,26 @@ def load_or_build(
         samples=usable,
         bad_files=bad_files,
         mask_fallbacks=sum(fallbacks[s.path] for s in usable),
+    )
+
+
+def check_writable(cache_dir: Path) -> None:
+    """Raise ValueError with a fix when no file can be created in ``cache_dir``."""
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=cache_dir):
+            pass
+    except OSError as error:
+        raise ValueError(_unwritable_message(cache_dir, error)) from error
+
+
+def _unwritable_message(cache_dir: Path, error: OSError) -> str:
+    reason = error.strerror or str(error)
+    where = f" ({error.filename})" if error.filename else ""
+    return (
+        f"cannot write the preprocessing cache in {cache_dir} (data.cache_dir): {reason}{where}. "
+        "Set BRAINKD_CACHE or data.cache_dir to a writable folder with free space: each image "
+        "takes image_size x image_size bytes, 164 MB for the public dataset's 3,264 images at 224 px."
     )
 
 

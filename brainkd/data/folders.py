@@ -22,6 +22,8 @@ CLASS_ALIASES: dict[str, tuple[str, ...]] = {
 }
 
 SPLIT_FOLDERS = {"train": "Training", "test": "Testing"}
+# Entries named one by one in a warning; the rest are counted.
+MAX_LISTED = 10
 
 DATA_SOURCE_HINT = (
     "Download the public Kaggle dataset 'Brain Tumor Classification (MRI)' (also published "
@@ -107,11 +109,23 @@ def resolve_split_dir(root: Path, split: str) -> Path:
     )
 
 
+def not_a_file_reason(path: Path) -> str | None:
+    """Say why an entry that is not a regular file cannot be an image; None for a plain folder."""
+    if path.is_symlink():
+        if path.is_dir():
+            return "symbolic link to a folder, which the scan does not follow; link the files instead"
+        return "broken or looping symbolic link"
+    if path.is_dir():
+        return None
+    return "not a regular file (a pipe, socket or device)"
+
+
 def scan_split(root: Path, split: str) -> list[Sample]:
     """List every non-hidden file under the class folders of one split, sorted by path.
 
     Files are not decoded here; preprocessing reports those that are not readable images.
     Hidden files and system clutter (``is_hidden``) are skipped and counted in one log line.
+    Broken links, pipes and linked folders are skipped and named in a warning.
     A class without a folder only gives a warning, but a class folder with no other files
     raises ValueError, since an empty folder usually means a failed copy or extraction.
     """
@@ -122,15 +136,19 @@ def scan_split(root: Path, split: str) -> list[Sample]:
 
     samples = []
     hidden_files = 0
+    not_files: list[str] = []
     for class_name, folder in folders.items():
         label = CLASS_NAMES.index(class_name)
         listed = 0
         for path in sorted(folder.rglob("*")):
             relative_parts = path.relative_to(folder).parts
-            if not path.is_file():
-                continue
             if any(is_hidden(Path(part)) for part in relative_parts):
-                hidden_files += 1
+                hidden_files += path.is_file()
+                continue
+            if not path.is_file():
+                reason = not_a_file_reason(path)
+                if reason:
+                    not_files.append(f"{path}: {reason}")
                 continue
             samples.append(
                 Sample(
@@ -149,6 +167,11 @@ def scan_split(root: Path, split: str) -> list[Sample]:
             )
 
     samples.sort(key=lambda sample: sample.relpath)
+    if not_files:
+        shown = "\n".join(f"  {line}" for line in not_files[:MAX_LISTED])
+        more = f"\n  ... and {len(not_files) - MAX_LISTED} more" if len(not_files) > MAX_LISTED else ""
+        log.warning("Skipped %d entr(ies) in the class folders of %s that are not image files:\n%s%s",
+                    len(not_files), split_dir, shown, more)
     if hidden_files:
         log.info("Ignored %d hidden or system file(s) in the class folders of %s", hidden_files, split_dir)
     missing = [name for name in CLASS_NAMES if name not in folders]

@@ -12,6 +12,8 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from brainkd import checks
+
 
 @dataclass(frozen=True)
 class PreprocessSettings:
@@ -30,6 +32,27 @@ class PreprocessSettings:
     # longer side is at most this many times ``image_size`` (0 keeps the full size).
     working_scale: float = 2.0
     keep_aspect: bool = True
+
+    def __post_init__(self) -> None:
+        # Only checked, never converted: the values as given form the cache key.
+        prefix = "data.preprocess."
+        if self.threshold != "otsu":
+            if isinstance(self.threshold, str):
+                raise ValueError(f"{prefix}threshold must be 'otsu' or a grey level 0-255, got {self.threshold!r}")
+            checks.number(f"{prefix}threshold", self.threshold, 0, 255)
+        checks.integer(f"{prefix}opening_radius", self.opening_radius, 0)
+        checks.number(f"{prefix}min_mask_fraction", self.min_mask_fraction, 0, 1, high_open=True)
+        checks.integer(f"{prefix}crop_margin", self.crop_margin, 0)
+        checks.flag(f"{prefix}apply_mask", self.apply_mask)
+        checks.number(f"{prefix}denoise_strength", self.denoise_strength, 0)
+        # OpenCV's documentation of fastNlMeansDenoising asks for odd window sides.
+        for key in ("denoise_template_window", "denoise_search_window"):
+            if checks.integer(prefix + key, getattr(self, key), 1) % 2 == 0:
+                raise ValueError(f"{prefix}{key} must be odd, got {getattr(self, key)}")
+        # Below 1 the image would be shrunk under image_size and enlarged again afterwards.
+        if checks.number(f"{prefix}working_scale", self.working_scale, 0) != 0 and self.working_scale < 1:
+            raise ValueError(f"{prefix}working_scale must be 0 (keep the full size) or at least 1, got {self.working_scale}")
+        checks.flag(f"{prefix}keep_aspect", self.keep_aspect)
 
 
 @dataclass

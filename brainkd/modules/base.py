@@ -9,10 +9,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from brainkd import checks
 from brainkd.modules.metrics import flatten_metrics, metric_collection
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULERS = ("cosine", "none")
+
+
+def check_optim_options(
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    optimizer: str = "adamw",
+    momentum: float = 0.9,
+    scheduler: str = "cosine",
+) -> None:
+    """Raise ValueError naming the ``optim`` key whose value cannot be used."""
+    checks.choice("optim.optimizer", optimizer, OPTIMIZERS)
+    checks.choice("optim.scheduler", scheduler, SCHEDULERS)
+    checks.number("optim.lr", lr, 0, low_open=True)
+    checks.number("optim.weight_decay", weight_decay, 0)
+    checks.number("optim.momentum", momentum, 0, 1, high_open=True)
 
 
 class ClassifierBase(L.LightningModule):
@@ -34,10 +50,7 @@ class ClassifierBase(L.LightningModule):
         metadata: dict[str, Any] | None = None,
     ):
         super().__init__()
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optim.optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-        if scheduler not in SCHEDULERS:
-            raise ValueError(f"optim.scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
+        check_optim_options(lr=lr, weight_decay=weight_decay, optimizer=optimizer, momentum=momentum, scheduler=scheduler)
         self.model = model
         self.class_names = list(class_names)
         self.metadata = dict(metadata or {})

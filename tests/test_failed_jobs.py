@@ -107,8 +107,8 @@ def test_multirun_continues_after_failure(dataset, tmp_path, monkeypatch):
 
 def test_command_line_error_has_no_traceback(dataset, tmp_path):
     root, cache = dataset
-    completed = run_command([*tiny_overrides(root, cache), "data.image_size=4", "model.options.channels=[4,8,16]"], tmp_path / "run")
+    completed = run_command([*tiny_overrides(root, cache), "data.image_size=8", "model.options.channels=[4,8,16,32]"], tmp_path / "run")
     assert completed.returncode == 1
     assert "error: cannot build model.name='plain_cnn'" in completed.stderr
-    assert "data.image_size=4" in completed.stderr
+    assert "data.image_size=8" in completed.stderr
     assert "Traceback" not in completed.stderr

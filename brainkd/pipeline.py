@@ -17,14 +17,20 @@ from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from brainkd.checkpoints import SAFE_LOADING_HINT, AtomicCheckpointIO, load_weights_only, rejection_reason
+from brainkd.checkpoints import (
+    SAFE_LOADING_HINT,
+    AtomicCheckpointIO,
+    drop_training_state,
+    load_weights_only,
+    rejection_reason,
+)
 from brainkd.data.datamodule import BrainMRIDataModule
 from brainkd.data.folders import DATA_SOURCE_HINT
 from brainkd.data.synthetic import make_synthetic_dataset
 from brainkd.models.factory import check_input_size, count_parameters, create_model
 from brainkd.modules.base import ClassifierBase
 from brainkd.modules.metrics import metrics_from_logits
-from brainkd.resume import RandomStateCallback
+from brainkd.resume import LAST_CHECKPOINT, RandomStateCallback
 from brainkd.tracking.loggers import build_callbacks, build_loggers
 
 log = logging.getLogger(__name__)
@@ -184,6 +190,8 @@ def fit_and_test(
         log.info("Testing the best checkpoint %s", best)
         state = load_weights_only(best, "best checkpoint")["state_dict"]
         module.load_state_dict(state)
+        if trainer.is_global_zero:
+            _strip_optimiser_state(best)
     trainer.test(module, datamodule=datamodule, verbose=False)
     return {
         "checkpoint": best or None,
@@ -191,6 +199,16 @@ def fit_and_test(
         "test_predictions": module.test_predictions,
         "test_twin_free": datamodule.test_twin_free,
     }
+
+
+def _strip_optimiser_state(path: str) -> None:
+    """Drop the optimiser state from the best checkpoint once training is over; last.ckpt keeps it."""
+    if Path(path).name == LAST_CHECKPOINT:
+        return
+    before, after = drop_training_state(path)
+    if after < before:
+        log.info("Dropped the optimiser state from %s (%.0f MB to %.0f MB); %s keeps it for resuming",
+                 path, before / 1e6, after / 1e6, LAST_CHECKPOINT)
 
 
 def test_only(module: ClassifierBase, datamodule: BrainMRIDataModule, trainer: L.Trainer) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import torch
 from hydra.utils import to_absolute_path
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from brainkd.checkpoints import has_training_state
 from brainkd.results import write_json
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,9 @@ STAGE_RECORD = "stage.json"
 
 
 def check_resume_request(ckpt_path: str | None, output_dir: Path) -> None:
-    """Raise FileNotFoundError when ``ckpt_path`` points at nothing to resume from."""
+    """Raise FileNotFoundError when ``ckpt_path`` points at nothing to resume from, and ValueError
+    when it points at a checkpoint that cannot be resumed: an unsafe file or one without optimiser state.
+    """
     if ckpt_path is None:
         return
     if str(ckpt_path) == "last":
@@ -41,6 +44,12 @@ def check_resume_request(ckpt_path: str | None, output_dir: Path) -> None:
             )
     elif not Path(to_absolute_path(str(ckpt_path))).is_file():
         raise FileNotFoundError(f"ckpt_path {ckpt_path} does not exist; give a checkpoint file or 'last'")
+    elif not has_training_state(to_absolute_path(str(ckpt_path)), "ckpt_path"):
+        raise ValueError(
+            f"ckpt_path {ckpt_path} contains only the weights, not the optimiser state that resuming needs: "
+            f"brainkd drops it from the best checkpoint after training. Resume from <stage>/checkpoints/"
+            f"{LAST_CHECKPOINT}, or pass the file as distill.teacher_checkpoint to reuse the model."
+        )
 
 
 def stage_checkpoint(ckpt_path: str | None, stage_dir: Path, final_stage: bool) -> str | None:

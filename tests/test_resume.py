@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -100,6 +102,21 @@ def test_classifier_killed_in_validation_resumes_exactly(dataset, uninterrupted_
 
     resumed = run_in_process([*overrides, "ckpt_path=last"], run_dir)
     assert model_results(resumed, "teacher") == model_results(uninterrupted_classifier, "teacher")
+
+
+def test_best_checkpoint_drops_optimiser_state(dataset, uninterrupted_classifier, tmp_path):
+    root, cache = dataset
+    best = Path(uninterrupted_classifier["models"]["teacher"]["checkpoint"])
+    last = best.parent / LAST_CHECKPOINT
+    best_checkpoint = torch.load(best, weights_only=True)
+    last_checkpoint = torch.load(last, weights_only=True)
+
+    assert "optimizer_states" not in best_checkpoint
+    assert "optimizer_states" in last_checkpoint
+    assert best_checkpoint["brainkd"]["arch"] == "plain_cnn"
+    assert best.stat().st_size < last.stat().st_size
+    with pytest.raises(ValueError, match=rf"ckpt_path {re.escape(str(best))} contains only the weights"):
+        run_in_process([*tiny_overrides(root, cache), f"ckpt_path={best}"], tmp_path / "run")
 
 
 def test_resume_without_checkpoint_names_the_fix(dataset, tmp_path):

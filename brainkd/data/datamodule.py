@@ -249,7 +249,7 @@ class BrainMRIDataModule(L.LightningDataModule):
         if self.fold is not None:
             return self.num_folds or DEFAULT_NUM_FOLDS, self.fold
         # The hold-out is fold 0 of round(1 / val_fraction) grouped folds, so only fractions
-        # 1/2, 1/3, 1/4, ... are met exactly; the log states the fraction used.
+        # 1/2, 1/3, 1/4, ... are met exactly. A warning states any other fraction's rounding.
         num_folds = round(1 / self.val_fraction)
         if abs(1 / num_folds - self.val_fraction) > 0.005:
             log.warning("data.val_fraction=%s is taken as 1/%d = %.3f: the hold-out is one of %d grouped folds",

@@ -22,7 +22,7 @@ CLASS_ALIASES: dict[str, tuple[str, ...]] = {
 }
 
 SPLIT_FOLDERS = {"train": "Training", "test": "Testing"}
-# Entries named one by one in a warning; the rest are counted.
+# The warning names this many entries and counts the rest.
 MAX_LISTED = 10
 
 DATA_SOURCE_HINT = (

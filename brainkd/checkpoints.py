@@ -27,6 +27,8 @@ def load_weights_only(path: str | Path, setting: str, mmap: bool = False) -> Any
     other objects (such as pickled classes) or is not a readable PyTorch file.
     """
     path = str(path)
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise ValueError(f"{setting} {path} is not a regular file; give the path of a checkpoint or weights file")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{setting} {path} does not exist")
     try:

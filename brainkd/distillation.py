@@ -19,16 +19,16 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from brainkd import checks
+
 KDForm = Literal["paper", "hinton"]
 KD_FORMS: tuple[str, ...] = ("paper", "hinton")
 
 
 def check_settings(temperature: float, alpha: float, kd_form: str) -> None:
     """Raise ValueError naming the ``distill`` key of an invalid temperature, alpha or form."""
-    if not temperature > 0:
-        raise ValueError(f"distill.temperature must be positive, got {temperature}")
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"distill.alpha must lie in [0, 1], got {alpha}")
+    checks.number("distill.temperature", temperature, 0, low_open=True)
+    checks.number("distill.alpha", alpha, 0, 1)
     if kd_form not in KD_FORMS:
         raise ValueError(f"distill.kd_form must be one of {KD_FORMS}, got {kd_form!r}")
 

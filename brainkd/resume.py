@@ -42,14 +42,16 @@ def check_resume_request(ckpt_path: str | None, output_dir: Path) -> None:
                 f"ckpt_path=last, but {output_dir} contains no <stage>/checkpoints/{LAST_CHECKPOINT}. "
                 "Set hydra.run.dir to the output folder of the run to resume, or ckpt_path to a checkpoint file."
             )
-    elif not Path(to_absolute_path(str(ckpt_path))).is_file():
-        raise FileNotFoundError(f"ckpt_path {ckpt_path} does not exist; give a checkpoint file or 'last'")
-    elif not has_training_state(to_absolute_path(str(ckpt_path)), "ckpt_path"):
-        raise ValueError(
-            f"ckpt_path {ckpt_path} contains only the weights, not the optimiser state that resuming needs: "
-            f"brainkd drops it from the best checkpoint after training. Resume from <stage>/checkpoints/"
-            f"{LAST_CHECKPOINT}, or pass the file as distill.teacher_checkpoint to reuse the model."
-        )
+    else:
+        path = Path(to_absolute_path(str(ckpt_path)))
+        if not path.exists():
+            raise FileNotFoundError(f"ckpt_path {ckpt_path} does not exist; give a checkpoint file or 'last'")
+        if not has_training_state(path, "ckpt_path"):
+            raise ValueError(
+                f"ckpt_path {ckpt_path} contains no optimiser state, which resuming needs (brainkd removes it "
+                f"from each stage's best checkpoint after training). Resume from {path.parent / LAST_CHECKPOINT}, "
+                "or pass the file as distill.teacher_checkpoint to reuse the model."
+            )
 
 
 def stage_checkpoint(ckpt_path: str | None, stage_dir: Path, final_stage: bool) -> str | None:

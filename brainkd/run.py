@@ -42,8 +42,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one job as configured and return its results."""
     if cfg.task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {cfg.task!r}")
-    if not isinstance(cfg.seed, int) or not 0 <= cfg.seed < 2**32:
-        raise ValueError(f"seed must be an integer in [0, 2**32), got {cfg.seed!r}")
+    checks.integer("seed", cfg.seed, 0, 2**32 - 1)
+    for key in ("channels_last", "compile"):
+        checks.flag(f"trainer.{key}", cfg.trainer.get(key, False))
     started = time.time()
     output_dir = Path(cfg.paths.output_dir)
     resume.check_resume_request(cfg.get("ckpt_path"), output_dir)

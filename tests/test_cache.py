@@ -116,6 +116,14 @@ def test_cache_under_file_names_setting(samples, tmp_path):
     assert "BRAINKD_CACHE" in message
 
 
+def test_cache_dir_that_is_a_file_is_named(samples, tmp_path, caplog):
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ValueError) as error:
+        load_or_build(samples, SETTINGS, tmp_path / "afile", num_workers=1)
+    assert str(error.value).startswith(f"cannot write the preprocessing cache in {tmp_path / 'afile'} (data.cache_dir): it is not a folder")
+    assert "corrupt" not in caplog.text
+
+
 def test_full_disk_names_cache_setting(samples, tmp_path, monkeypatch):
     def full_disk(path, image, mask_fallback):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))

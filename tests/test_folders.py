@@ -72,15 +72,17 @@ def test_scan_names_non_file_entries(tmp_path, caplog):
     (glioma / "loop.jpg").symlink_to(glioma / "loop.jpg")
     (glioma / "linked").symlink_to(tmp_path / "elsewhere" / "more", target_is_directory=True)
     os.mkfifo(glioma / "pipe.jpg")
+    (glioma / "to-pipe.jpg").symlink_to(glioma / "pipe.jpg")
 
     samples = scan_split(tmp_path, "train")
 
     assert [s.relpath for s in samples if s.label == 0] == ["Training/glioma/a.jpg"]
-    assert "Skipped 4 entr(ies)" in caplog.text
+    assert "Skipped 5 entr(ies)" in caplog.text
     assert f"{glioma / 'gone.jpg'}: broken or looping symbolic link" in caplog.text
     assert f"{glioma / 'loop.jpg'}: broken or looping symbolic link" in caplog.text
     assert f"{glioma / 'linked'}: symbolic link to a folder" in caplog.text
     assert f"{glioma / 'pipe.jpg'}: not a regular file" in caplog.text
+    assert f"{glioma / 'to-pipe.jpg'}: symbolic link to a pipe, socket or device" in caplog.text
 
 
 def test_scan_hashes_content(tmp_path):

@@ -115,8 +115,14 @@ def test_best_checkpoint_drops_optimiser_state(dataset, uninterrupted_classifier
     assert "optimizer_states" in last_checkpoint
     assert best_checkpoint["brainkd"]["arch"] == "plain_cnn"
     assert best.stat().st_size < last.stat().st_size
-    with pytest.raises(ValueError, match=rf"ckpt_path {re.escape(str(best))} contains only the weights"):
+    with pytest.raises(ValueError, match=rf"ckpt_path {re.escape(str(best))} contains no optimiser state"):
         run_in_process([*tiny_overrides(root, cache), f"ckpt_path={best}"], tmp_path / "run")
+
+
+def test_resume_from_folder_is_rejected(dataset, tmp_path):
+    root, cache = dataset
+    with pytest.raises(ValueError, match=rf"ckpt_path {re.escape(str(tmp_path))} is not a regular file"):
+        run_in_process([*tiny_overrides(root, cache), f"ckpt_path={tmp_path}"], tmp_path / "run")
 
 
 def test_resume_without_checkpoint_names_the_fix(dataset, tmp_path):

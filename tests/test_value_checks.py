@@ -12,7 +12,8 @@ from job_helpers import run_in_process, tiny_overrides
 
 
 def datamodule(tmp_path, **options):
-    return BrainMRIDataModule(root=str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"), **options)
+    options = {"cache_dir": str(tmp_path / "cache"), **options}
+    return BrainMRIDataModule(root=str(tmp_path / "data"), **options)
 
 
 @pytest.mark.parametrize(
@@ -28,7 +29,7 @@ def datamodule(tmp_path, **options):
         ({"num_folds": 1, "fold": 0}, "data.num_folds must be an integer >= 2, got 1"),
         ({"num_folds": 5, "fold": 5}, "data.fold must be an integer in [0, 4], got 5"),
         ({"fold": 10}, "data.fold must be an integer in [0, 9], got 10"),
-        ({"std": 0}, "data.std must be a number > 0, got 0"),
+        ({"std": 0}, "data.std must be a number >= 1e-06, got 0"),
         ({"mean": float("nan")}, "data.mean must be a finite number, got nan"),
         ({"on_bad_file": "ignore"}, "data.on_bad_file must be one of skip, error, got 'ignore'"),
         ({"samples_per_class": 0}, "data.samples_per_class must be an integer >= 1, got 0"),
@@ -36,6 +37,9 @@ def datamodule(tmp_path, **options):
         ({"pin_memory": "yes"}, "data.pin_memory must be true or false, got 'yes'"),
         ({"near_duplicate_distance": 65}, "data.near_duplicate_distance must be an integer in [-1, 64], got 65"),
         ({"batch_size": True}, "data.batch_size must be an integer, got True"),
+        ({"std": 1e-50}, "data.std must be a number >= 1e-06, got 1e-50"),
+        ({"mean": 1e39}, "data.mean must be a number in [-1000000, 1000000], got 1e+39"),
+        ({"cache_dir": ""}, "data.cache_dir must be a folder path, got ''. Set BRAINKD_CACHE or data.cache_dir."),
     ],
 )
 def test_datamodule_rejects_bad_value(tmp_path, options, expected):
@@ -116,11 +120,16 @@ def test_integer_check_accepts_bounds():
         ("optim.lr=-1", "optim.lr must be a number > 0, got -1"),
         ("trainer.max_epochs=-1", "trainer.max_epochs must be an integer >= 1, got -1"),
         ("data.batch_size=0", "data.batch_size must be an integer >= 1, got 0"),
+        ("seed=true", "seed must be an integer, got True"),
+        ("trainer.compile=abc", "trainer.compile must be true or false, got 'abc'"),
+        ("distill.temperature=abc", "distill.temperature must be a finite number, got 'abc'"),
+        ("distill.alpha=null", "distill.alpha must be a finite number, got None"),
     ],
 )
 def test_job_stops_before_preparing_data(tmp_path, dataset_root, override, expected):
+    overrides = tiny_overrides(dataset_root, tmp_path / "cache", task="distill")
     with pytest.raises(ValueError) as error:
-        run_in_process([*tiny_overrides(dataset_root, tmp_path / "cache"), override], tmp_path / "out")
+        run_in_process([*overrides, override], tmp_path / "out")
     assert str(error.value) == expected
     # No cache was built: the check came before any image was read.
     assert not (tmp_path / "cache").exists()

@@ -78,7 +78,8 @@ def read_entry(path: Path, image_size: int) -> tuple[np.ndarray, bool] | None:
         with np.load(path) as entry:
             image = entry["image"]
             mask_fallback = bool(entry["mask_fallback"])
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
+        # NotADirectoryError: data.cache_dir is a file, which check_writable reports.
         return None
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         log.warning("cache entry %s is corrupt; rebuilding it", path)
@@ -143,8 +144,8 @@ def load_or_build(
     bad_files: list[BadFile] = []
     if missing:
         workers = max(1, min(num_workers or os.cpu_count() or 1, len(missing)))
-        log.info("Preprocessing %d of %d images with %d processes into %s", len(missing), len(samples), workers, cache_dir)
         check_writable(cache_dir)
+        log.info("Preprocessing %d of %d images with %d processes into %s", len(missing), len(samples), workers, cache_dir)
         jobs = [(s.path, str(entry_path(cache_dir, settings, s.content_hash)), settings) for s in missing]
         try:
             with closing(_iter_results(jobs, workers, description)) as results:
@@ -175,6 +176,16 @@ def load_or_build(
 
 def check_writable(cache_dir: Path) -> None:
     """Raise ValueError with a fix when no file can be created in ``cache_dir``."""
+    problem = None
+    if cache_dir.is_symlink() and not cache_dir.exists():
+        problem = "it is a broken symbolic link"
+    elif cache_dir.exists() and not cache_dir.is_dir():
+        problem = "it is not a folder"
+    if problem:
+        raise ValueError(
+            f"cannot write the preprocessing cache in {cache_dir} (data.cache_dir): {problem}. "
+            "Set BRAINKD_CACHE or data.cache_dir to a folder path."
+        )
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=cache_dir):

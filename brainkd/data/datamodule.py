@@ -28,13 +28,15 @@ log = logging.getLogger(__name__)
 # data.near_duplicate_distance counts differing bits out of 64.
 PERCEPTUAL_HASH_SIZE = 8
 PHASH_BITS = PERCEPTUAL_HASH_SIZE**2
-# The DataModule holds every preprocessed image in memory as uint8: at 1,024 px the public
+# The DataModule keeps every preprocessed image in memory as uint8: at 1,024 px the public
 # dataset's 3,264 images take 3.4 GB, and 2,341 of them are 512 px slices to begin with.
 MIN_IMAGE_SIZE = 8
 MAX_IMAGE_SIZE = 1024
 DEFAULT_NUM_FOLDS = 10
 # A larger hold-out would leave less than half of Training/ to train on.
 MAX_VAL_FRACTION = 0.5
+# Bound of |data.mean| and 1 / data.std, far inside float32's range of about 3.4e38.
+MAX_STANDARDISED = 1_000_000
 
 
 class CachedImageDataset(Dataset):
@@ -122,6 +124,10 @@ class BrainMRIDataModule(L.LightningDataModule):
     ):
         super().__init__()
         self.root = Path(root)
+        if not isinstance(cache_dir, str) or not cache_dir.strip():
+            raise ValueError(
+                f"data.cache_dir must be a folder path, got {cache_dir!r}. Set BRAINKD_CACHE or data.cache_dir."
+            )
         self.cache_dir = Path(cache_dir).expanduser()
         self.image_size = checks.integer("data.image_size", image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
         self.batch_size = checks.integer("data.batch_size", batch_size, 1)
@@ -133,8 +139,9 @@ class BrainMRIDataModule(L.LightningDataModule):
         self.on_bad_file = checks.choice("data.on_bad_file", on_bad_file, BAD_FILE_POLICIES)
         self.preprocess_settings = _preprocess_settings(image_size, preprocess or {})
         self.augment_options = check_augment_options(augment or {})
-        self.mean = checks.number("data.mean", mean)
-        self.std = checks.number("data.std", std, 0, low_open=True)
+        # Inputs lie in [0, 1] before (x - mean) / std, which must stay finite in float32.
+        self.mean = checks.number("data.mean", mean, -MAX_STANDARDISED, MAX_STANDARDISED)
+        self.std = checks.number("data.std", std, 1 / MAX_STANDARDISED)
         self.preprocess_workers = checks.optional_integer("data.preprocess_workers", preprocess_workers, 1)
         self.samples_per_class = checks.optional_integer("data.samples_per_class", samples_per_class, 1)
         self.pin_memory = checks.flag("data.pin_memory", pin_memory)

@@ -112,12 +112,21 @@ def resolve_split_dir(root: Path, split: str) -> Path:
 def not_a_file_reason(path: Path) -> str | None:
     """Say why an entry that is not a regular file cannot be an image; None for a plain folder."""
     if path.is_symlink():
+        if not path.exists():
+            return "broken or looping symbolic link"
         if path.is_dir():
             return "symbolic link to a folder, which the scan does not follow; link the files instead"
-        return "broken or looping symbolic link"
+        return "symbolic link to a pipe, socket or device, not to a regular file"
     if path.is_dir():
         return None
     return "not a regular file (a pipe, socket or device)"
+
+
+def _warn_not_files(not_files: list[str], split_dir: Path) -> None:
+    listing = "\n".join(f"  {line}" for line in not_files[:MAX_LISTED])
+    more = f"\n  ... and {len(not_files) - MAX_LISTED} more" if len(not_files) > MAX_LISTED else ""
+    log.warning("Skipped %d entr(ies) in the class folders of %s that are not image files:\n%s%s",
+                len(not_files), split_dir, listing, more)
 
 
 def scan_split(root: Path, split: str) -> list[Sample]:
@@ -161,17 +170,16 @@ def scan_split(root: Path, split: str) -> list[Sample]:
             )
             listed += 1
         if listed == 0:
+            if not_files:
+                _warn_not_files(not_files, split_dir)
             raise ValueError(
-                f"class folder {folder} ({class_name}) has no files apart from hidden or system files. "
+                f"class folder {folder} ({class_name}) has no regular files apart from hidden or system files. "
                 f"Put the {class_name} images in it, or delete the folder to train without that class."
             )
 
     samples.sort(key=lambda sample: sample.relpath)
     if not_files:
-        shown = "\n".join(f"  {line}" for line in not_files[:MAX_LISTED])
-        more = f"\n  ... and {len(not_files) - MAX_LISTED} more" if len(not_files) > MAX_LISTED else ""
-        log.warning("Skipped %d entr(ies) in the class folders of %s that are not image files:\n%s%s",
-                    len(not_files), split_dir, shown, more)
+        _warn_not_files(not_files, split_dir)
     if hidden_files:
         log.info("Ignored %d hidden or system file(s) in the class folders of %s", hidden_files, split_dir)
     missing = [name for name in CLASS_NAMES if name not in folders]

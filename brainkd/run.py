@@ -64,12 +64,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     log.info("Preparing data from %s", cfg.data.root)
     datamodule = pipeline.build_datamodule(cfg.data, seed=cfg.seed)
+    # Built before the data is prepared, so that a mistake in the review config stops the job at once.
+    review = JobReview(cfg.get("review"), datamodule, output_dir)
     datamodule.prepare_data()
     datamodule.setup("fit")
     (output_dir / "fold_manifest.json").parent.mkdir(parents=True, exist_ok=True)
     write_json(output_dir / "fold_manifest.json", datamodule.manifest())
 
-    review = JobReview(cfg.get("review"), datamodule, output_dir)
     review.plot_preprocessing()
 
     class_names = list(datamodule.class_names)

@@ -124,6 +124,7 @@ def test_integer_check_accepts_bounds():
         ("trainer.compile=abc", "trainer.compile must be true or false, got 'abc'"),
         ("distill.temperature=abc", "distill.temperature must be a finite number, got 'abc'"),
         ("distill.alpha=null", "distill.alpha must be a finite number, got None"),
+        ("review.plots=abc", "review.plots must be true or false, got 'abc'"),
     ],
 )
 def test_job_stops_before_preparing_data(tmp_path, dataset_root, override, expected):

@@ -17,6 +17,7 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from brainkd import checks
 from brainkd.data.datamodule import BrainMRIDataModule
 from brainkd.data.folders import Sample
 from brainkd.data.preprocess import preprocess_image
@@ -66,6 +67,7 @@ class JobReview:
             value = self.options[key]
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"review.{key} must be a non-negative integer, got {value!r}")
+        checks.flag("review.plots", self.options["plots"])
         self.datamodule = datamodule
         self.output_dir = Path(output_dir)
         self.class_names = list(datamodule.class_names)

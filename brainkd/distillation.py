@@ -29,8 +29,7 @@ def check_settings(temperature: float, alpha: float, kd_form: str) -> None:
     """Raise ValueError naming the ``distill`` key of an invalid temperature, alpha or form."""
     checks.number("distill.temperature", temperature, 0, low_open=True)
     checks.number("distill.alpha", alpha, 0, 1)
-    if kd_form not in KD_FORMS:
-        raise ValueError(f"distill.kd_form must be one of {KD_FORMS}, got {kd_form!r}")
+    checks.choice("distill.kd_form", kd_form, KD_FORMS)
 
 
 def soft_target_kl(
@@ -43,10 +42,8 @@ def soft_target_kl(
 
     With ``kd_form="hinton"`` the result is multiplied by ``temperature ** 2``.
     """
-    if temperature <= 0:
-        raise ValueError(f"distill.temperature must be positive, got {temperature}")
-    if kd_form not in KD_FORMS:
-        raise ValueError(f"distill.kd_form must be one of {KD_FORMS}, got {kd_form!r}")
+    checks.number("distill.temperature", temperature, 0, low_open=True)
+    checks.choice("distill.kd_form", kd_form, KD_FORMS)
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(
             "student and teacher logits must have the same shape, got "

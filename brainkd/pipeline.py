@@ -188,10 +188,10 @@ def fit_and_test(
     best = monitored[0].best_model_path if monitored else ""
     if best:
         log.info("Testing the best checkpoint %s", best)
-        state = load_weights_only(best, "best checkpoint")["state_dict"]
-        module.load_state_dict(state)
+        checkpoint = load_weights_only(best, "best checkpoint")
+        module.load_state_dict(checkpoint["state_dict"])
         if trainer.is_global_zero:
-            _strip_optimiser_state(best)
+            _strip_optimiser_state(best, checkpoint)
     trainer.test(module, datamodule=datamodule, verbose=False)
     return {
         "checkpoint": best or None,
@@ -201,13 +201,16 @@ def fit_and_test(
     }
 
 
-def _strip_optimiser_state(path: str) -> None:
-    """Drop the optimiser state from the best checkpoint once training is over; last.ckpt keeps it."""
+def _strip_optimiser_state(path: str, checkpoint: dict[str, Any]) -> None:
+    """Drop the optimiser state from the best checkpoint, already loaded as ``checkpoint``, once training is over.
+
+    last.ckpt keeps it for resuming.
+    """
     if Path(path).name == LAST_CHECKPOINT:
         return
-    before, after = drop_training_state(path)
+    before, after = drop_training_state(path, checkpoint)
     if after < before:
-        log.info("Dropped the optimiser state from %s (%.0f MB to %.0f MB); %s keeps it for resuming",
+        log.info("Dropped the optimiser state from %s (%.0f MB to %.0f MB). %s keeps it for resuming",
                  path, before / 1e6, after / 1e6, LAST_CHECKPOINT)
 
 

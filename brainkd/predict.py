@@ -67,8 +67,8 @@ def write_csv(rows: list[dict], class_names: list[str], path: Path) -> None:
     """Write the prediction rows with a fixed column order; unreadable files leave the class columns empty."""
     columns = ["path", "predicted_class", *(f"probability_{name}" for name in class_names), "error"]
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A file name that is not valid UTF-8 reaches Python with surrogate escapes; writing
-    # them as \udcXX text keeps the CSV valid UTF-8 and the bad byte visible.
+    # Python decodes a file name that is not valid UTF-8 with surrogate escapes. Writing them
+    # as \udcXX text keeps the CSV valid UTF-8 and the bad bytes visible.
     with path.open("w", newline="", encoding="utf-8", errors="backslashreplace") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, restval="")
         writer.writeheader()

@@ -30,16 +30,24 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
+def _identity_fields(model: FoldRow | ModelSummary) -> dict[str, Any]:
+    """Return the CSV columns that name a model and its setting; temperature and alpha only for distill jobs."""
+    distill = model.task == "distill"
+    return {
+        "task": model.task,
+        "role": model.role,
+        "arch": model.arch,
+        "setting": model.setting,
+        "temperature": model.temperature if distill else None,
+        "alpha": model.alpha if distill else None,
+    }
+
+
 def fold_records(rows: list[FoldRow]) -> list[dict[str, Any]]:
     """Return one CSV record per model and fold: identity, setting, metrics and job folder."""
     return [
         {
-            "task": row.task,
-            "role": row.role,
-            "arch": row.arch,
-            "setting": row.setting,
-            "temperature": row.temperature if row.task == "distill" else None,
-            "alpha": row.alpha if row.task == "distill" else None,
+            **_identity_fields(row),
             "fold": row.fold,
             "num_folds": row.num_folds,
             **row.metrics,
@@ -54,12 +62,7 @@ def summary_records(summaries: list[ModelSummary]) -> list[dict[str, Any]]:
     records = []
     for summary in summaries:
         record = {
-            "task": summary.task,
-            "role": summary.role,
-            "arch": summary.arch,
-            "setting": summary.setting,
-            "temperature": summary.temperature if summary.task == "distill" else None,
-            "alpha": summary.alpha if summary.task == "distill" else None,
+            **_identity_fields(summary),
             "folds": len(summary.rows),
             "fold_list": " ".join(str(row.fold) for row in summary.rows),
         }

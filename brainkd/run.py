@@ -40,8 +40,7 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one job as configured and return its results."""
-    if cfg.task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {cfg.task!r}")
+    checks.choice("task", cfg.task, TASKS)
     checks.integer("seed", cfg.seed, 0, 2**32 - 1)
     for key in ("channels_last", "compile"):
         checks.flag(f"trainer.{key}", cfg.trainer.get(key, False))
@@ -56,6 +55,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         check_model_name(str(cfg.student.name), "student.name")
     check_model_name(str(cfg.model.name), "model.name")
     check_optim_options(**pipeline.optim_options(cfg))
+    # NOTE: the other trainer.* arguments and the callbacks config are not checked here, so Lightning
+    # or Hydra reports their mistakes, some only after the data is prepared.
     # Lightning reads -1 as "no limit", which the cosine schedule over max_epochs cannot follow.
     checks.integer("trainer.max_epochs", cfg.trainer.get("max_epochs"), 1)
     if cfg.task == "distill":

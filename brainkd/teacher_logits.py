@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from brainkd import checks
 from brainkd.data.cache import settings_key
 from brainkd.atomic import atomic_open
 
@@ -32,8 +33,7 @@ CACHE_FOLDER = "teacher-logits"
 
 def check_mode(mode: str) -> None:
     """Raise ValueError unless ``mode`` is a valid ``distill.teacher_logits`` value."""
-    if mode not in TEACHER_LOGITS_MODES:
-        raise ValueError(f"distill.teacher_logits must be one of {TEACHER_LOGITS_MODES}, got {mode!r}")
+    checks.choice("distill.teacher_logits", mode, TEACHER_LOGITS_MODES)
 
 
 def resolve_mode(mode: str, training_is_augmented: bool) -> str:

@@ -21,6 +21,17 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = PROJECT_ROOT / "conf"
 
 
+# One CPU epoch with cheap preprocessing and no progress bar, shared by the multirun tests.
+QUICK_CPU_OVERRIDES = [
+    "data.num_workers=0",
+    "data.preprocess_workers=1",
+    "data.preprocess.denoise_strength=0",
+    "trainer=cpu",
+    "trainer.max_epochs=1",
+    "+trainer.enable_progress_bar=false",
+]
+
+
 def tiny_overrides(data_root: Path, cache_dir: Path, task: str = "classifier", checkpoint_every: int = 3) -> list[str]:
     """Return overrides for a job of a few seconds on 2 CPU cores: 16 px inputs, tiny models, 2 epochs."""
     return [

@@ -14,6 +14,7 @@ from hydra import compose, initialize_config_dir
 from brainkd import comparison, pipeline, report
 from brainkd.modules import TeacherModule
 from brainkd.run import train
+from job_helpers import QUICK_CPU_OVERRIDES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = PROJECT_ROOT / "conf"
@@ -37,12 +38,7 @@ def data_overrides(data_root: Path, cache_dir: Path) -> list[str]:
         f"data.cache_dir={cache_dir}",
         "data.image_size=32",
         "data.batch_size=8",
-        "data.num_workers=0",
-        "data.preprocess_workers=1",
-        "data.preprocess.denoise_strength=0",
-        "trainer=cpu",
-        "trainer.max_epochs=1",
-        "+trainer.enable_progress_bar=false",
+        *QUICK_CPU_OVERRIDES,
         "logger=none",
         "review.plots=false",
     ]

@@ -17,6 +17,7 @@ from brainkd import reporting
 from brainkd.data.synthetic import make_synthetic_dataset
 from brainkd.fold_statistics import estimate, paired_differences
 from brainkd.report import build_report
+from job_helpers import QUICK_CPU_OVERRIDES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # Two-sided 95% quantile of Student's t with 2 degrees of freedom.
@@ -163,12 +164,7 @@ MULTIRUN_OVERRIDES = [
     "student.options.channels=[4]",
     "data.image_size=16",
     "data.batch_size=8",
-    "data.num_workers=0",
-    "data.preprocess_workers=1",
-    "data.preprocess.denoise_strength=0",
-    "trainer=cpu",
-    "trainer.max_epochs=1",
-    "+trainer.enable_progress_bar=false",
+    *QUICK_CPU_OVERRIDES,
     "callbacks.last_checkpoint.train_time_interval=null",
     "logger=csv",
 ]

@@ -7,9 +7,9 @@ import statistics
 import time
 
 import torch
-import torch.nn.functional as F
 
 from brainkd.benchmarks.common import BenchSettings, Row, compose_config
+from brainkd.benchmarks.train_steps import training_step
 from brainkd.pipeline import build_datamodule, build_model
 
 log = logging.getLogger(__name__)
@@ -63,9 +63,6 @@ def _student_step_seconds(cfg, datamodule, batches: list[tuple[torch.Tensor, tor
     durations = []
     for images, labels in batches:
         started = time.perf_counter()
-        loss = F.cross_entropy(student(images), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        training_step(student, optimizer, images, labels)
         durations.append(time.perf_counter() - started)
     return statistics.median(durations[1:] or durations)

@@ -17,6 +17,14 @@ import torch.nn.functional as F
 from brainkd.models.factory import create_model
 
 
+def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor) -> None:
+    """Run one cross-entropy forward pass, backward pass and optimiser step."""
+    loss = F.cross_entropy(model(images), labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
 def measure_training_steps(job: dict) -> dict:
     """Run ``job["steps"]`` + 1 AdamW steps on random images and return each step's time and minor page faults."""
     torch.manual_seed(0)
@@ -31,10 +39,7 @@ def measure_training_steps(job: dict) -> dict:
     for _ in range(job["steps"] + 1):
         faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         started = time.perf_counter()
-        loss = F.cross_entropy(model(images), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        training_step(model, optimizer, images, labels)
         seconds.append(time.perf_counter() - started)
         faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before)
     return {"step_seconds": seconds, "minor_faults": faults}

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from brainkd import checks
 from brainkd.data.folders import Sample
 from brainkd.data.preprocess import PreprocessSettings, preprocess_image
 from brainkd.data.processes import main_module_hidden
@@ -126,8 +127,7 @@ def load_or_build(
     one warning naming them unless ``warn_bad_files`` is false, or raise ImageReadError at
     the first one (``on_bad_file="error"``). No entry is written for an unreadable file.
     """
-    if on_bad_file not in BAD_FILE_POLICIES:
-        raise ValueError(f"data.on_bad_file must be one of {BAD_FILE_POLICIES}, got {on_bad_file!r}")
+    checks.choice("data.on_bad_file", on_bad_file, BAD_FILE_POLICIES)
     cache_dir = Path(cache_dir)
     size = settings.image_size
 

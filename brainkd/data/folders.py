@@ -110,7 +110,7 @@ def resolve_split_dir(root: Path, split: str) -> Path:
 
 
 def not_a_file_reason(path: Path) -> str | None:
-    """Say why an entry that is not a regular file cannot be an image; None for a plain folder."""
+    """Return the reason an entry that is not a regular file cannot be an image, or None for a plain folder."""
     if path.is_symlink():
         if not path.exists():
             return "broken or looping symbolic link"

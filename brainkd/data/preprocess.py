@@ -45,7 +45,7 @@ class PreprocessSettings:
         checks.integer(f"{prefix}crop_margin", self.crop_margin, 0)
         checks.flag(f"{prefix}apply_mask", self.apply_mask)
         checks.number(f"{prefix}denoise_strength", self.denoise_strength, 0)
-        # OpenCV's documentation of fastNlMeansDenoising asks for odd window sides.
+        # OpenCV documents odd window sides for fastNlMeansDenoising.
         for key in ("denoise_template_window", "denoise_search_window"):
             if checks.integer(prefix + key, getattr(self, key), 1) % 2 == 0:
                 raise ValueError(f"{prefix}{key} must be odd, got {getattr(self, key)}")

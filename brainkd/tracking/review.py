@@ -64,9 +64,7 @@ class JobReview:
             raise ValueError(f"unknown key(s) review.{', review.'.join(unknown)}; accepted keys: {sorted(DEFAULT_OPTIONS)}")
         self.options = {**DEFAULT_OPTIONS, **options}
         for key in ("num_images", "num_preprocess_examples"):
-            value = self.options[key]
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"review.{key} must be a non-negative integer, got {value!r}")
+            checks.integer(f"review.{key}", self.options[key], 0)
         checks.flag("review.plots", self.options["plots"])
         self.datamodule = datamodule
         self.output_dir = Path(output_dir)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,66 @@ def _first_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
+CHECKPOINT_SPACE_HINT = "Free space there, or set hydra.run.dir to a folder on another disk."
+
+
+class WriteFailed(OSError):
+    """An error for a file that could not be written, usually because its disk is full.
+
+    The message names the file, its size, the free space and what to do.
+    """
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
+
+
+def save_torch_file(obj: Any, path: str | Path, kind: str, hint: str, sync: bool = False) -> None:
+    """Save ``obj`` with ``torch.save`` to ``path`` atomically.
+
+    A write that the disk refuses raises WriteFailed, which names ``kind`` (the file's role)
+    and ends with ``hint``.
+
+    torch's zip writer masks the OSError of a full disk with an "unexpected pos" RuntimeError
+    when it closes the archive, so the OSError is dug out of the exception's context.
+    """
+    try:
+        with atomic_open(path, "wb", sync=sync) as stream:
+            torch.save(obj, stream)
+    except (OSError, RuntimeError) as error:
+        cause = error if isinstance(error, OSError) else error.__context__
+        if not isinstance(cause, OSError):
+            raise
+        reason = cause.strerror or str(cause)
+        size = _tensor_bytes(obj) / 1e6
+        message = f"could not write the {kind} {path} (about {size:.0f} MB): {reason}{_free_space(path)}. {hint}"
+        raise WriteFailed(cause.errno, message) from cause
+
+
+def _free_space(path: str | Path) -> str:
+    folder = Path(path).parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return ""
+    return f", with {free / 1e6:.0f} MB free in {folder}"
+
+
+def _tensor_bytes(obj: Any, seen: set[int] | None = None) -> int:
+    """Add up the storage of the tensors in nested dicts, lists and tuples, counting shared storage once."""
+    seen = set() if seen is None else seen
+    if isinstance(obj, torch.Tensor):
+        storage = obj.untyped_storage()
+        if storage.data_ptr() in seen:
+            return 0
+        seen.add(storage.data_ptr())
+        return storage.nbytes()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(value, seen) for value in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(value, seen) for value in obj)
+    return 0
+
+
 # Keys of a Lightning checkpoint that only resuming the training needs.
 TRAINING_STATE_KEYS = ("optimizer_states", "lr_schedulers")
 
@@ -79,8 +140,7 @@ def drop_training_state(path: str | Path, checkpoint: dict[str, Any] | None = No
     if not any(key in checkpoint for key in TRAINING_STATE_KEYS):
         return before, before
     weights = {key: value for key, value in checkpoint.items() if key not in TRAINING_STATE_KEYS}
-    with atomic_open(path, "wb", sync=True) as stream:
-        torch.save(weights, stream)
+    save_torch_file(weights, path, "checkpoint", CHECKPOINT_SPACE_HINT, sync=True)
     return before, path.stat().st_size
 
 
@@ -105,8 +165,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} does not take storage_options")
-        with atomic_open(path, "wb", sync=True) as stream:
-            torch.save(checkpoint, stream)
+        save_torch_file(checkpoint, path, "checkpoint", CHECKPOINT_SPACE_HINT, sync=True)
 
     def load_checkpoint(self, path: str | Path, *args: Any, weights_only: bool | None = None, **options: Any) -> dict[str, Any]:
         weights_only = True if weights_only is None else weights_only

@@ -6,6 +6,7 @@ import logging
 import traceback
 from pathlib import Path
 
+from brainkd.checkpoints import WriteFailed
 from brainkd.results import write_json
 
 log = logging.getLogger(__name__)
@@ -13,15 +14,16 @@ log = logging.getLogger(__name__)
 FAILED_FILE = "failed.json"
 PACKAGE_DIR = Path(__file__).resolve().parent
 
-# Errors of these types raised by brainkd's own code are its checks of the config and data.
-USER_ERROR_TYPES = (ValueError, FileNotFoundError)
+# Errors of these types raised by brainkd's own code are its checks of the config and data,
+# and of the disk it writes to.
+USER_ERROR_TYPES = (ValueError, FileNotFoundError, WriteFailed)
 
 
 def is_user_error(error: BaseException) -> bool:
     """Tell whether one of brainkd's own checks raised ``error``.
 
-    That is a ValueError or FileNotFoundError whose innermost stack frame lies in the
-    brainkd package. Its message names the setting and the fix, so a traceback adds nothing.
+    That is a ValueError, FileNotFoundError or WriteFailed whose innermost stack frame lies in
+    the brainkd package. Its message names the setting and the fix, so a traceback adds nothing.
     """
     if not isinstance(error, USER_ERROR_TYPES):
         return False

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from brainkd import checks
 from brainkd.data.cache import settings_key
-from brainkd.atomic import atomic_open
+from brainkd.checkpoints import save_torch_file
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +139,7 @@ def load_logits(path: Path, num_images: int) -> torch.Tensor | None:
 
 def save_logits(path: Path, logits: torch.Tensor) -> None:
     """Write logits atomically: to a temporary file in the same folder, then rename."""
-    with atomic_open(path, "wb") as stream:
-        torch.save(logits, stream)
+    save_torch_file(logits, path, "teacher logits", "Free space there, or set BRAINKD_CACHE or data.cache_dir to a folder on another disk.")
 
 
 def load_or_compute(

@@ -6,6 +6,7 @@ import errno
 import json
 import logging
 import os
+from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from brainkd.checkpoints import AtomicCheckpointIO
+from brainkd import checkpoints, failures
+from brainkd.checkpoints import AtomicCheckpointIO, WriteFailed
 from brainkd.data import cache
 from brainkd.data.cache import entry_path, load_or_build, read_entry
 from brainkd.data.duplicates import load_or_compute_groups
@@ -133,6 +135,48 @@ def test_full_disk_names_cache_setting(samples, tmp_path, monkeypatch):
         load_or_build(samples, SETTINGS, tmp_path / "cache", num_workers=1)
     assert "cannot write the preprocessing cache" in str(error.value)
     assert "No space left on device" in str(error.value)
+    assert leftover_temporary_files(tmp_path) == []
+
+
+class FillingStream:
+    """A file whose disk fills up after ``room`` bytes, as ENOSPC does to a real write."""
+
+    def __init__(self, stream, room):
+        self.stream, self.room = stream, room
+
+    def write(self, data):
+        size = memoryview(data).nbytes
+        if size > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= size
+        return self.stream.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def test_full_disk_checkpoint_save_error(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"global_step": 1}, path)
+    real_open = checkpoints.atomic_open
+
+    @contextmanager
+    def filling_open(target, mode, sync=False):
+        with real_open(target, mode, sync=sync) as stream:
+            yield FillingStream(stream, room=4096)
+
+    monkeypatch.setattr(checkpoints, "atomic_open", filling_open)
+    with pytest.raises(WriteFailed) as error:
+        io.save_checkpoint({"global_step": 2, "weights": torch.zeros(1_000_000)}, path)
+    message = str(error.value)
+    assert message.startswith(f"could not write the checkpoint {path} (about 4 MB): No space left on device, with ")
+    assert f"MB free in {tmp_path}. Free space there, or set hydra.run.dir" in message
+    assert error.value.errno == errno.ENOSPC
+    # torch's own "unexpected pos" error is not what the user reads.
+    assert "unexpected pos" not in message
+    assert failures.is_user_error(error.value)
+    assert io.load_checkpoint(path)["global_step"] == 1
     assert leftover_temporary_files(tmp_path) == []
 
 

@@ -17,7 +17,7 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig
 
-from brainkd import checks, failures, hardware, pipeline, resume, teacher_logits
+from brainkd import checks, failures, hardware, pipeline, resume, teacher_logits, trainer_checks
 from brainkd.distillation import check_settings
 from brainkd.models.factory import check_model_name
 from brainkd.modules import DistillModule, TeacherModule
@@ -55,18 +55,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         check_model_name(str(cfg.student.name), "student.name")
     check_model_name(str(cfg.model.name), "model.name")
     check_optim_options(**pipeline.optim_options(cfg))
-    # NOTE: the other trainer.* arguments and the callbacks config are not checked here, so Lightning
-    # or Hydra reports their mistakes, some only after the data is prepared.
     # Lightning reads -1 as "no limit", which the cosine schedule over max_epochs cannot follow.
     checks.integer("trainer.max_epochs", cfg.trainer.get("max_epochs"), 1)
     if cfg.task == "distill":
         checks.integer("distill.teacher_epochs", cfg.distill.teacher_epochs, 1)
         checks.integer("distill.student_epochs", cfg.distill.student_epochs, 1)
+    trainer_checks.check_trainer_config(cfg)
 
     log.info("Preparing data from %s", cfg.data.root)
     datamodule = pipeline.build_datamodule(cfg.data, seed=cfg.seed)
     # Built before the data is prepared, so that a mistake in the review config stops the job at once.
     review = JobReview(cfg.get("review"), datamodule, output_dir)
+    logged = trainer_checks.logged_metrics(list(datamodule.class_names), _train_metrics(cfg))
+    trainer_checks.check_monitors(cfg.get("callbacks"), logged)
     datamodule.prepare_data()
     datamodule.setup("fit")
     (output_dir / "fold_manifest.json").parent.mkdir(parents=True, exist_ok=True)
@@ -129,6 +130,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     log.info("Results of %s job:\n%s", cfg.task, format_comparison(results))
     log.info("Wrote %s", output_dir / "results.json")
     return results
+
+
+def _train_metrics(cfg: DictConfig) -> tuple[str, ...]:
+    """Name the training metrics that every fitted stage of the job logs, for the callbacks that monitor one."""
+    if cfg.task == "distill" and cfg.distill.get("teacher_checkpoint"):
+        return DistillModule.TRAIN_METRICS
+    # A distill job that trains its teacher fits a TeacherModule first, which logs a subset.
+    return TeacherModule.TRAIN_METRICS
 
 
 def _teacher(cfg: DictConfig, datamodule, output_dir: Path, run_info: dict[str, Any], review: JobReview):

@@ -22,6 +22,9 @@ class TeacherModule(ClassifierBase):
     ``pretrain_options`` is passed on to that method.
     """
 
+    # What training_step logs, as callbacks see it: train/loss is logged per step and per epoch.
+    TRAIN_METRICS = ("train/loss", "train/loss_step", "train/loss_epoch", "train/accuracy")
+
     def __init__(
         self,
         model: nn.Module,

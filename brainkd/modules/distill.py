@@ -23,6 +23,9 @@ class DistillModule(ClassifierBase):
     looks its rows up by the dataset indices that the batch carries.
     """
 
+    # What training_step logs, as callbacks see it: train/loss is logged per step and per epoch.
+    TRAIN_METRICS = ("train/loss", "train/loss_step", "train/loss_epoch", "train/kd", "train/ce", "train/accuracy")
+
     def __init__(
         self,
         student: nn.Module,

@@ -35,6 +35,11 @@ def metric_collection(num_classes: int) -> MetricCollection:
     )
 
 
+def scalar_names(class_names: tuple[str, ...] | list[str]) -> list[str]:
+    """Name the scalars that ``flatten_metrics`` returns for these classes."""
+    return ["accuracy", "precision_macro", "recall_macro", "f1_macro", *(f"recall_{name}" for name in class_names)]
+
+
 def flatten_metrics(values: dict[str, torch.Tensor], class_names: tuple[str, ...] | list[str]) -> dict[str, float]:
     """Turn a computed collection into scalars: ``recall_per_class`` becomes ``recall_<class>``."""
     scalars: dict[str, float] = {}

@@ -31,6 +31,7 @@ from brainkd.models.factory import check_input_size, count_parameters, create_mo
 from brainkd.modules.base import ClassifierBase
 from brainkd.modules.metrics import metrics_from_logits
 from brainkd.resume import LAST_CHECKPOINT, RandomStateCallback
+from brainkd.tracking.csv_log import RestoreMetricRows
 from brainkd.tracking.loggers import build_callbacks, build_loggers
 
 log = logging.getLogger(__name__)
@@ -126,14 +127,15 @@ def optim_options(cfg: DictConfig) -> dict[str, Any]:
 def build_trainer(cfg: DictConfig, stage_dir: Path, run_info: dict[str, Any], max_epochs: int | None = None) -> L.Trainer:
     """Instantiate the Lightning Trainer of one model, with its loggers and callbacks.
 
-    Every trainer also keeps the random state in its checkpoints (RandomStateCallback) and,
-    unless ``trainer.plugins`` is set, writes checkpoints atomically (AtomicCheckpointIO).
+    Every trainer also keeps the random state in its checkpoints (RandomStateCallback), tells a
+    ResumableCSVLogger the step it resumes at (RestoreMetricRows) and, unless
+    ``trainer.plugins`` is set, writes checkpoints atomically (AtomicCheckpointIO).
     """
     stage_dir.mkdir(parents=True, exist_ok=True)
     overrides: dict[str, Any] = {
         "default_root_dir": str(stage_dir),
         "logger": build_loggers(cfg.get("logger"), stage_dir, run_info) or False,
-        "callbacks": [*build_callbacks(cfg.get("callbacks"), stage_dir), RandomStateCallback()],
+        "callbacks": [*build_callbacks(cfg.get("callbacks"), stage_dir), RandomStateCallback(), RestoreMetricRows()],
     }
     if not cfg.trainer.get("plugins"):
         overrides["plugins"] = [AtomicCheckpointIO()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import re
 import signal
 from pathlib import Path
@@ -64,9 +65,27 @@ def test_same_seed_gives_same_metrics(dataset, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted_classifier(dataset, tmp_path_factory):
+def uninterrupted_run_dir(dataset, tmp_path_factory):
     root, cache = dataset
-    return run_in_process(tiny_overrides(root, cache), tmp_path_factory.mktemp("uninterrupted"))
+    run_dir = tmp_path_factory.mktemp("uninterrupted")
+    run_in_process([*tiny_overrides(root, cache), "logger=csv"], run_dir)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_classifier(uninterrupted_run_dir):
+    return read_results(uninterrupted_run_dir)
+
+
+# In a resumed epoch these training means cover only the batches after the resume.
+TRAINING_EPOCH_MEANS = ("train/loss_epoch", "train/accuracy")
+
+
+def metric_rows(run_dir: Path, role: str) -> list[dict]:
+    """Read a stage's metrics.csv, leaving out the training metrics averaged over an epoch."""
+    with open(run_dir / role / "csv" / "metrics.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    return [{key: value for key, value in row.items() if key not in TRAINING_EPOCH_MEANS} for row in rows]
 
 
 def test_classifier_killed_mid_epoch_resumes_exactly(dataset, uninterrupted_classifier, tmp_path):
@@ -84,6 +103,20 @@ def test_classifier_killed_mid_epoch_resumes_exactly(dataset, uninterrupted_clas
 
     resumed = run_in_process([*overrides, "ckpt_path=last"], run_dir)
     assert model_results(resumed, "teacher") == model_results(uninterrupted_classifier, "teacher")
+
+
+def test_resumed_stage_keeps_earlier_csv_rows(dataset, uninterrupted_run_dir, tmp_path):
+    root, cache = dataset
+    overrides = [*tiny_overrides(root, cache, checkpoint_every=3), "logger=csv"]
+    run_dir = tmp_path / "run"
+    killed = run_command([*overrides, *kill_overrides(steps=7)], run_dir)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+
+    run_in_process([*overrides, "ckpt_path=last"], run_dir)
+    resumed_rows = metric_rows(run_dir, "teacher")
+    expected_rows = metric_rows(uninterrupted_run_dir, "teacher")
+    assert [row["step"] for row in resumed_rows] == [row["step"] for row in expected_rows]
+    assert resumed_rows == expected_rows
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ from typing import Any
 
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from brainkd.tracking.wandb_report import finish_stale_run
@@ -28,9 +29,9 @@ def build_loggers(logger_cfg: DictConfig | None, stage_dir: Path, run_info: dict
         if entry is None:
             continue
         logger_class = get_class(entry.get("_target_", ""))
-        if logger_class.__name__ == "WandbLogger":
+        if issubclass(logger_class, WandbLogger):
             finish_stale_run()
-        options = {**OmegaConf.to_container(entry, resolve=True), **_logger_overrides(logger_class.__name__, stage_dir, run_info)}
+        options = {**OmegaConf.to_container(entry, resolve=True), **_logger_overrides(logger_class, stage_dir, run_info)}
         options.pop("_target_")
         # Called directly, not through hydra.utils.instantiate, whose own first parameter
         # is named ``config`` and clashes with WandbLogger's ``config`` argument.
@@ -39,12 +40,12 @@ def build_loggers(logger_cfg: DictConfig | None, stage_dir: Path, run_info: dict
     return loggers
 
 
-def _logger_overrides(class_name: str, stage_dir: Path, run_info: dict[str, Any]) -> dict[str, Any]:
-    if class_name == "CSVLogger":
+def _logger_overrides(logger_class: type, stage_dir: Path, run_info: dict[str, Any]) -> dict[str, Any]:
+    if issubclass(logger_class, CSVLogger):
         return {"save_dir": str(stage_dir), "name": "csv", "version": ""}
-    if class_name == "TensorBoardLogger":
+    if issubclass(logger_class, TensorBoardLogger):
         return {"save_dir": str(stage_dir), "name": "tensorboard", "version": ""}
-    if class_name == "WandbLogger":
+    if issubclass(logger_class, WandbLogger):
         # Without an API key no upload can succeed, so runs are recorded offline for a later `wandb sync`.
         if not os.environ.get("WANDB_API_KEY") and "WANDB_MODE" not in os.environ:
             os.environ["WANDB_MODE"] = "offline"

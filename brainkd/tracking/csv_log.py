@@ -1,0 +1,80 @@
+"""A CSV logger whose ``metrics.csv`` keeps the rows of a stage's earlier attempt when the stage resumes."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.csv"
+
+
+class ResumableCSVLogger(CSVLogger):
+    """Lightning's CSVLogger, which puts back the rows logged before the step a stage resumes at.
+
+    Lightning deletes ``metrics.csv`` when a logger opens its folder again, so a resumed
+    stage would lose its earlier epochs. This logger reads the file when it is built, and
+    RestoreMetricRows hands it the step training resumes at. The earlier rows from before
+    that step are written back, and the rest are dropped because the resumed run logs them again.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._earlier_rows = read_metric_rows(Path(self.log_dir) / METRICS_FILE)
+
+    @rank_zero_only
+    def restore_rows(self, resume_step: int) -> int:
+        """Put back the earlier rows logged before ``resume_step`` and return their count (none for a fresh start at 0)."""
+        kept = [row for row in self._earlier_rows if row["step"] < resume_step]
+        self._earlier_rows = []
+        if kept:
+            self.experiment.metrics[:0] = kept
+            self.save()
+        return len(kept)
+
+
+class RestoreMetricRows(L.Callback):
+    """Tell each ResumableCSVLogger at the start of training whether, and from which step, the stage resumed."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # The checkpoint's loop state is restored before this hook, so global_step is the resumed one.
+        resume_step = trainer.global_step if trainer.ckpt_path else 0
+        for logger in trainer.loggers:
+            if isinstance(logger, ResumableCSVLogger):
+                kept = logger.restore_rows(resume_step)
+                if kept:
+                    log.info("Kept %d rows of %s from before step %d", kept, logger.log_dir, resume_step)
+
+
+def read_metric_rows(path: Path) -> list[dict[str, Any]]:
+    """Read a ``metrics.csv`` as rows of numbers, leaving out empty cells; a missing or unreadable file gives no rows."""
+    try:
+        with open(path, newline="", encoding="utf-8") as stream:
+            records = list(csv.DictReader(stream))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        if path.exists():
+            log.warning("Could not read the earlier metrics in %s (%s), so a resumed stage would start the file again", path, error)
+        return []
+    rows = []
+    for record in records:
+        row = {key: _number(value) for key, value in record.items() if key and value not in (None, "")}
+        if isinstance(row.get("step"), int):
+            rows.append(row)
+    return rows
+
+
+def _number(text: str) -> int | float | str:
+    """Turn a cell back into the value Lightning wrote, so that an epoch of 0 is written as 0 again, not 0.0."""
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            continue
+    return text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import shutil
@@ -12,6 +13,8 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from brainkd.atomic import atomic_open
+
+log = logging.getLogger(__name__)
 
 SAFE_LOADING_HINT = (
     "Only files that torch.load(weights_only=True) accepts are read: tensors, numbers, strings "
@@ -98,11 +101,43 @@ def save_torch_file(obj: Any, path: str | Path, kind: str, hint: str, sync: bool
 
 def _free_space(path: str | Path) -> str:
     folder = Path(path).parent
-    try:
-        free = shutil.disk_usage(folder).free
-    except OSError:
-        return ""
-    return f", with {free / 1e6:.0f} MB free in {folder}"
+    free = free_bytes(folder)
+    return "" if free is None else f", with {free / 1e6:.0f} MB free in {folder}"
+
+
+def free_bytes(folder: str | Path) -> int | None:
+    """Return the free space on the disk of ``folder``, or of its nearest existing parent, or None when unknown."""
+    folder = Path(folder).absolute()
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            try:
+                return shutil.disk_usage(candidate).free
+            except OSError:
+                return None
+    return None
+
+
+# Tensors that a checkpoint keeps per trainable weight besides the weight: AdamW's two moments, SGD's momentum.
+OPTIMISER_COPIES = {"adamw": 2, "sgd": 1}
+
+
+def checkpoint_bytes(model: torch.nn.Module, optimizer: str) -> int:
+    """Estimate the size of a checkpoint of ``model`` that keeps the state of ``optimizer`` (adamw or sgd)."""
+    weights = sum(tensor.numel() * tensor.element_size() for tensor in model.state_dict().values())
+    trainable = sum(parameter.numel() * parameter.element_size() for parameter in model.parameters() if parameter.requires_grad)
+    return weights + OPTIMISER_COPIES.get(optimizer, 2) * trainable
+
+
+def warn_if_short_of_space(folder: str | Path, needed: int) -> bool:
+    """Log a warning and return True when the disk of the checkpoint ``folder`` has less than ``needed`` bytes free."""
+    free = free_bytes(folder)
+    if free is None or free >= needed:
+        return False
+    log.warning(
+        "%s has %.0f MB free, and this stage's checkpoints take about %.0f MB while it trains, so saving may fail. %s",
+        folder, free / 1e6, needed / 1e6, CHECKPOINT_SPACE_HINT,
+    )
+    return True
 
 
 def _tensor_bytes(obj: Any, seen: set[int] | None = None) -> int:

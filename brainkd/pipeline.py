@@ -20,9 +20,11 @@ from torch import nn
 from brainkd.checkpoints import (
     SAFE_LOADING_HINT,
     AtomicCheckpointIO,
+    checkpoint_bytes,
     drop_training_state,
     load_weights_only,
     rejection_reason,
+    warn_if_short_of_space,
 )
 from brainkd.data.datamodule import BrainMRIDataModule
 from brainkd.data.folders import DATA_SOURCE_HINT
@@ -180,6 +182,7 @@ def fit_and_test(
     """
     if ckpt_path:
         log.info("Resuming from %s", ckpt_path)
+    _check_checkpoint_space(module, trainer)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except pickle.UnpicklingError as error:
@@ -201,6 +204,15 @@ def fit_and_test(
         "test_predictions": module.test_predictions,
         "test_twin_free": datamodule.test_twin_free,
     }
+
+
+def _check_checkpoint_space(module: ClassifierBase, trainer: L.Trainer) -> None:
+    """Warn before training when a checkpoint folder's disk looks too small for the stage's checkpoints."""
+    # last.ckpt and the best checkpoint keep the optimiser state until training ends, and a
+    # save writes the new file before it replaces the old one: three files at the peak.
+    needed = 3 * checkpoint_bytes(module.model, module.optim_options["optimizer"])
+    for folder in {callback.dirpath for callback in trainer.checkpoint_callbacks if callback.dirpath}:
+        warn_if_short_of_space(folder, needed)
 
 
 def _strip_optimiser_state(path: str, checkpoint: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ import os
 from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -178,6 +179,28 @@ def test_full_disk_checkpoint_save_error(tmp_path, monkeypatch):
     assert failures.is_user_error(error.value)
     assert io.load_checkpoint(path)["global_step"] == 1
     assert leftover_temporary_files(tmp_path) == []
+
+
+def test_checkpoint_size_estimate_matches_file(tmp_path):
+    model = torch.nn.Linear(1000, 500)
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.ones(2, 1000)).sum().backward()
+    optimizer.step()
+    path = tmp_path / "model.ckpt"
+    torch.save({"state_dict": model.state_dict(), "optimizer_states": [optimizer.state_dict()]}, path)
+    estimate = checkpoints.checkpoint_bytes(model, "adamw")
+    assert estimate == 3 * 500_500 * 4
+    assert abs(path.stat().st_size - estimate) < 0.01 * estimate
+
+
+def test_short_disk_warns_before_training(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(checkpoints.shutil, "disk_usage", lambda folder: SimpleNamespace(free=50_000_000))
+    folder = tmp_path / "teacher" / "checkpoints"
+    with caplog.at_level(logging.WARNING, logger="brainkd.checkpoints"):
+        assert not checkpoints.warn_if_short_of_space(folder, 40_000_000)
+        assert checkpoints.warn_if_short_of_space(folder, 300_000_000)
+    assert f"{folder} has 50 MB free, and this stage's checkpoints take about 300 MB while it trains" in caplog.text
+    assert len(caplog.records) == 1
 
 
 def test_corrupt_group_cache_is_recomputed(samples, tmp_path, caplog):

@@ -163,7 +163,7 @@ class RandomStateCallback(L.Callback):
 
 
 class MidEpochCheckpoint(ModelCheckpoint):
-    """A ModelCheckpoint that refreshes ``last.ckpt`` during epochs but never after an epoch's last batch.
+    """A ModelCheckpoint that refreshes ``last.ckpt`` during epochs and after each validation, but never after an epoch's last batch.
 
     Lightning resumes a checkpoint written after the last batch by starting the next
     epoch, so the interrupted epoch would never be validated and could not become the
@@ -174,3 +174,14 @@ class MidEpochCheckpoint(ModelCheckpoint):
         if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             return
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        # Lightning 2.6 refreshes last.ckpt after validation only in a step where a top-k
+        # checkpoint was saved, so an epoch that did not improve would leave it behind.
+        if trainer.sanity_checking or self._should_skip_saving_checkpoint(trainer):
+            return
+        others = [callback for callback in trainer.checkpoint_callbacks if callback is not self and callback.save_last]
+        if any(callback._last_global_step_saved == trainer.global_step for callback in others):
+            return
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))

@@ -6,12 +6,14 @@ import csv
 import re
 import signal
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from brainkd.data.resumable import EpochShuffleSampler
 from brainkd.resume import LAST_CHECKPOINT, STAGE_RECORD, capture_random_state, restore_random_state
+from brainkd.tracking.csv_log import RestoreMetricRows, ResumableCSVLogger
 from job_helpers import kill_overrides, read_results, run_command, run_in_process, tiny_overrides
 from messy_data import make_plain_dataset
 
@@ -119,6 +121,25 @@ def test_resumed_stage_keeps_earlier_csv_rows(dataset, uninterrupted_run_dir, tm
     assert resumed_rows == expected_rows
 
 
+def test_csv_rows_restored_from_checkpoint_step(tmp_path):
+    earlier = ResumableCSVLogger(save_dir=str(tmp_path), name="csv", version="")
+    for step in range(6):
+        earlier.log_metrics({"train/loss_step": 1.0 + step}, step=step)
+    earlier.save()
+
+    # A stage that resumes from a checkpoint after the last epoch trains no further, so the
+    # rows come back when the checkpoint is loaded, not when training starts.
+    resumed = ResumableCSVLogger(save_dir=str(tmp_path), name="csv", version="")
+    RestoreMetricRows().on_load_checkpoint(SimpleNamespace(loggers=[resumed]), None, {"global_step": 4})
+    resumed.log_metrics({"test/accuracy": 0.5}, step=4)
+    resumed.save()
+    with open(tmp_path / "csv" / "metrics.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert [row["step"] for row in rows] == ["0", "1", "2", "3", "4"]
+    assert [row["train/loss_step"] for row in rows[:4]] == ["1.0", "2.0", "3.0", "4.0"]
+    assert rows[4]["test/accuracy"] == "0.5"
+
+
 @pytest.mark.slow
 def test_classifier_killed_in_validation_resumes_exactly(dataset, uninterrupted_classifier, tmp_path):
     root, cache = dataset
@@ -146,6 +167,8 @@ def test_best_checkpoint_drops_optimiser_state(dataset, uninterrupted_classifier
 
     assert "optimizer_states" not in best_checkpoint
     assert "optimizer_states" in last_checkpoint
+    # 2 epochs of 5 batches: last.ckpt follows the final validation, improved or not.
+    assert last_checkpoint["global_step"] == 10
     assert best_checkpoint["brainkd"]["arch"] == "plain_cnn"
     assert best.stat().st_size < last.stat().st_size
     with pytest.raises(ValueError, match=rf"ckpt_path {re.escape(str(best))} contains no optimiser state"):

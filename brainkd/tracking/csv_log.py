@@ -21,7 +21,7 @@ class ResumableCSVLogger(CSVLogger):
 
     Lightning deletes ``metrics.csv`` when a logger opens its folder again, so a resumed
     stage would lose its earlier epochs. This logger reads the file when it is built, and
-    RestoreMetricRows hands it the step training resumes at. The earlier rows from before
+    RestoreMetricRows hands it the step the stage resumes at. The earlier rows from before
     that step are written back, and the rest are dropped because the resumed run logs them again.
     """
 
@@ -31,7 +31,7 @@ class ResumableCSVLogger(CSVLogger):
 
     @rank_zero_only
     def restore_rows(self, resume_step: int) -> int:
-        """Put back the earlier rows logged before ``resume_step`` and return their count (none for a fresh start at 0)."""
+        """Put back the earlier rows logged before ``resume_step`` and return their count."""
         kept = [row for row in self._earlier_rows if row["step"] < resume_step]
         self._earlier_rows = []
         if kept:
@@ -41,16 +41,23 @@ class ResumableCSVLogger(CSVLogger):
 
 
 class RestoreMetricRows(L.Callback):
-    """Tell each ResumableCSVLogger at the start of training whether, and from which step, the stage resumed."""
+    """Hand each ResumableCSVLogger the step that a resumed stage starts at.
 
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # The checkpoint's loop state is restored before this hook, so global_step is the resumed one.
-        resume_step = trainer.global_step if trainer.ckpt_path else 0
+    Lightning calls ``on_load_checkpoint`` only when ``fit`` resumes from a checkpoint, and
+    also for a checkpoint taken after the last epoch, where training itself never restarts.
+    """
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        resume_step = int(checkpoint.get("global_step", 0))
         for logger in trainer.loggers:
-            if isinstance(logger, ResumableCSVLogger):
-                kept = logger.restore_rows(resume_step)
-                if kept:
-                    log.info("Kept %d rows of %s from before step %d", kept, logger.log_dir, resume_step)
+            if not isinstance(logger, ResumableCSVLogger):
+                continue
+            kept = logger.restore_rows(resume_step)
+            if kept:
+                log.info("Kept %d rows of %s from before step %d", kept, logger.log_dir, resume_step)
+            elif resume_step > 0:
+                log.warning("%s held no rows from before step %d, so its curves start at the resume",
+                            Path(logger.log_dir) / METRICS_FILE, resume_step)
 
 
 def read_metric_rows(path: Path) -> list[dict[str, Any]]:

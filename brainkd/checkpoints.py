@@ -94,15 +94,19 @@ def save_torch_file(obj: Any, path: str | Path, kind: str, hint: str, sync: bool
         if not isinstance(cause, OSError):
             raise
         reason = cause.strerror or str(cause)
-        size = _tensor_bytes(obj) / 1e6
-        message = f"could not write the {kind} {path} (about {size:.0f} MB): {reason}{_free_space(path)}. {hint}"
+        message = f"could not write the {kind} {path} (about {megabytes(_tensor_bytes(obj))}): {reason}{_free_space(path)}. {hint}"
         raise WriteFailed(cause.errno, message) from cause
 
 
 def _free_space(path: str | Path) -> str:
     folder = Path(path).parent
     free = free_bytes(folder)
-    return "" if free is None else f", with {free / 1e6:.0f} MB free in {folder}"
+    return "" if free is None else f", with {megabytes(free)} free in {folder}"
+
+
+def megabytes(size: int) -> str:
+    """Format a byte count in MB, with one decimal below 10 MB so that small files do not read as 0 MB."""
+    return f"{size / 1e6:.1f} MB" if size < 10_000_000 else f"{size / 1e6:.0f} MB"
 
 
 def free_bytes(folder: str | Path) -> int | None:
@@ -134,8 +138,8 @@ def warn_if_short_of_space(folder: str | Path, needed: int) -> bool:
     if free is None or free >= needed:
         return False
     log.warning(
-        "%s has %.0f MB free, and this stage's checkpoints take about %.0f MB while it trains, so saving may fail. %s",
-        folder, free / 1e6, needed / 1e6, CHECKPOINT_SPACE_HINT,
+        "%s has %s free, and this stage's checkpoints take about %s while it trains, so saving may fail. %s",
+        folder, megabytes(free), megabytes(needed), CHECKPOINT_SPACE_HINT,
     )
     return True
 

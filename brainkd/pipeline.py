@@ -23,6 +23,7 @@ from brainkd.checkpoints import (
     checkpoint_bytes,
     drop_training_state,
     load_weights_only,
+    megabytes,
     rejection_reason,
     warn_if_short_of_space,
 )
@@ -32,7 +33,7 @@ from brainkd.data.synthetic import make_synthetic_dataset
 from brainkd.models.factory import check_input_size, count_parameters, create_model
 from brainkd.modules.base import ClassifierBase
 from brainkd.modules.metrics import metrics_from_logits
-from brainkd.resume import LAST_CHECKPOINT, RandomStateCallback
+from brainkd.resume import LAST_CHECKPOINT, RandomStateCallback, ResumeHint
 from brainkd.tracking.csv_log import RestoreMetricRows
 from brainkd.tracking.loggers import build_callbacks, build_loggers
 
@@ -130,14 +131,15 @@ def build_trainer(cfg: DictConfig, stage_dir: Path, run_info: dict[str, Any], ma
     """Instantiate the Lightning Trainer of one model, with its loggers and callbacks.
 
     Every trainer also keeps the random state in its checkpoints (RandomStateCallback), tells a
-    ResumableCSVLogger the step it resumes at (RestoreMetricRows) and, unless
+    ResumableCSVLogger the step it resumes at (RestoreMetricRows), says how to resume after
+    Ctrl-C (ResumeHint) and, unless
     ``trainer.plugins`` is set, writes checkpoints atomically (AtomicCheckpointIO).
     """
     stage_dir.mkdir(parents=True, exist_ok=True)
     overrides: dict[str, Any] = {
         "default_root_dir": str(stage_dir),
         "logger": build_loggers(cfg.get("logger"), stage_dir, run_info) or False,
-        "callbacks": [*build_callbacks(cfg.get("callbacks"), stage_dir), RandomStateCallback(), RestoreMetricRows()],
+        "callbacks": [*build_callbacks(cfg.get("callbacks"), stage_dir), RandomStateCallback(), RestoreMetricRows(), ResumeHint()],
     }
     if not cfg.trainer.get("plugins"):
         overrides["plugins"] = [AtomicCheckpointIO()]
@@ -224,8 +226,8 @@ def _strip_optimiser_state(path: str, checkpoint: dict[str, Any]) -> None:
         return
     before, after = drop_training_state(path, checkpoint)
     if after < before:
-        log.info("Dropped the optimiser state from %s (%.0f MB to %.0f MB). %s keeps it for resuming",
-                 path, before / 1e6, after / 1e6, LAST_CHECKPOINT)
+        log.info("Dropped the optimiser state from %s (%s to %s). %s keeps it for resuming",
+                 path, megabytes(before), megabytes(after), LAST_CHECKPOINT)
 
 
 def test_only(module: ClassifierBase, datamodule: BrainMRIDataModule, trainer: L.Trainer) -> dict[str, Any]:

@@ -136,6 +136,15 @@ def _as_tuples(value: Any) -> Any:
     return value
 
 
+class ResumeHint(L.Callback):
+    """Say how to resume when Ctrl-C stops a stage; Lightning itself only reports a graceful shutdown."""
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt):
+            output_dir = Path(trainer.default_root_dir).parent
+            log.warning("Interrupted. To resume, run the same command with ckpt_path=last and hydra.run.dir=%s", output_dir)
+
+
 class RandomStateCallback(L.Callback):
     """Save the global random states with each checkpoint; restore them before the first batch after a resume.
 

@@ -211,7 +211,8 @@ def main(cfg: DictConfig) -> float | None:
             return None
         if user_error and os.environ.get("HYDRA_FULL_ERROR") != "1":
             log.error("%s", error)
-            raise SystemExit(f"error: {error}\n(HYDRA_FULL_ERROR=1 shows the traceback; {record} records it)") from None
+            where = f"{record} records it" if record else f"{failures.FAILED_FILE} could not be written"
+            raise SystemExit(f"error: {error}\n(HYDRA_FULL_ERROR=1 shows the traceback; {where})") from None
         raise
     failures.clear_failure(output_dir)
     final = results["models"]["student" if cfg.task == "distill" else next(iter(results["models"]))]

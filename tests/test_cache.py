@@ -171,7 +171,7 @@ def test_full_disk_checkpoint_save_error(tmp_path, monkeypatch):
     with pytest.raises(WriteFailed) as error:
         io.save_checkpoint({"global_step": 2, "weights": torch.zeros(1_000_000)}, path)
     message = str(error.value)
-    assert message.startswith(f"could not write the checkpoint {path} (about 4 MB): No space left on device, with ")
+    assert message.startswith(f"could not write the checkpoint {path} (about 4.0 MB): No space left on device, with ")
     assert f"MB free in {tmp_path}. Free space there, or set hydra.run.dir" in message
     assert error.value.errno == errno.ENOSPC
     # torch's own "unexpected pos" error is not what the user reads.

@@ -20,6 +20,14 @@ from job_helpers import compose_config, run_in_process, tiny_overrides
         ("trainer.devices=0", "`Trainer(devices=0)` value is not a valid input"),
         ("callbacks.model_checkpoint.mode=maximum", "`mode` can be min, max but got maximum"),
         ("callbacks.model_checkpoint._target_=nosuchpackage.Checkpoint", "No module named 'nosuchpackage'"),
+        ("trainer.log_every_n_steps=abc", "trainer.log_every_n_steps must be an integer, got 'abc'"),
+        ("+trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches must be an integer >= 1, got 0"),
+        ("trainer.deterministic=maybe", "trainer.deterministic must be true, false or warn, got 'maybe'"),
+        ("+callbacks.extra=5", "callbacks.extra must be a mapping with a _target_ naming a Lightning Callback class, got 5"),
+        ("~callbacks.model_checkpoint._target_", "callbacks.model_checkpoint must be a mapping with a _target_"),
+        ("+callbacks.extra={_target_:builtins.dict}", "callbacks.extra._target_=builtins.dict is not a Lightning Callback class"),
+        ("+trainer.strategy=ddp_spawn", "trainer.strategy=ddp_spawn starts its processes by spawning"),
+        ("trainer=ddp", "trainer.sync_batchnorm=true needs GPUs, and this trainer runs on CPUs"),
     ],
 )
 def test_bad_trainer_option_stops_before_data(override, expected, generated_root, tmp_path):

@@ -64,7 +64,7 @@ def _first_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-CHECKPOINT_SPACE_HINT = "Free space there, or set hydra.run.dir to a folder on another disk."
+OUTPUT_SPACE_HINT = "Free space there, or set hydra.run.dir to a folder on another disk."
 
 
 class WriteFailed(OSError):
@@ -93,9 +93,13 @@ def save_torch_file(obj: Any, path: str | Path, kind: str, hint: str, sync: bool
         cause = error if isinstance(error, OSError) else error.__context__
         if not isinstance(cause, OSError):
             raise
-        reason = cause.strerror or str(cause)
-        message = f"could not write the {kind} {path} (about {megabytes(_tensor_bytes(obj))}): {reason}{_free_space(path)}. {hint}"
-        raise WriteFailed(cause.errno, message) from cause
+        raise write_failure(cause, f"{kind} {path} (about {megabytes(_tensor_bytes(obj))})", path, hint) from cause
+
+
+def write_failure(cause: OSError, subject: str, path: str | Path, hint: str) -> WriteFailed:
+    """Build the WriteFailed for ``cause``, naming the file (``subject``), the free space beside ``path``, and ``hint``."""
+    reason = cause.strerror or str(cause)
+    return WriteFailed(cause.errno, f"could not write the {subject}: {reason}{_free_space(path)}. {hint}")
 
 
 def _free_space(path: str | Path) -> str:
@@ -139,7 +143,7 @@ def warn_if_short_of_space(folder: str | Path, needed: int) -> bool:
         return False
     log.warning(
         "%s has %s free, and this stage's checkpoints take about %s while it trains, so saving may fail. %s",
-        folder, megabytes(free), megabytes(needed), CHECKPOINT_SPACE_HINT,
+        folder, megabytes(free), megabytes(needed), OUTPUT_SPACE_HINT,
     )
     return True
 
@@ -179,7 +183,7 @@ def drop_training_state(path: str | Path, checkpoint: dict[str, Any] | None = No
     if not any(key in checkpoint for key in TRAINING_STATE_KEYS):
         return before, before
     weights = {key: value for key, value in checkpoint.items() if key not in TRAINING_STATE_KEYS}
-    save_torch_file(weights, path, "checkpoint", CHECKPOINT_SPACE_HINT, sync=True)
+    save_torch_file(weights, path, "checkpoint", OUTPUT_SPACE_HINT, sync=True)
     return before, path.stat().st_size
 
 
@@ -204,7 +208,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} does not take storage_options")
-        save_torch_file(checkpoint, path, "checkpoint", CHECKPOINT_SPACE_HINT, sync=True)
+        save_torch_file(checkpoint, path, "checkpoint", OUTPUT_SPACE_HINT, sync=True)
 
     def load_checkpoint(self, path: str | Path, *args: Any, weights_only: bool | None = None, **options: Any) -> dict[str, Any]:
         weights_only = True if weights_only is None else weights_only

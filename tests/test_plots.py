@@ -5,6 +5,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
+from brainkd.checkpoints import WriteFailed
 from brainkd.tracking.plots import (
     format_prediction_caption,
     plot_confusion_matrix,
@@ -153,3 +154,13 @@ def test_backend_unchanged(tmp_path):
     plot_image_grid([np.zeros((8, 8))], ["blank"], tmp_path / "grid.png")
 
     assert matplotlib.get_backend() == backend
+
+
+def test_unwritable_plot_folder_names_file(tmp_path):
+    (tmp_path / "plots").write_text("a file where the plot folder should be")
+    path = tmp_path / "plots" / "cm.png"
+    with pytest.raises(WriteFailed) as error:
+        plot_confusion_matrix(np.eye(4, dtype=int), CLASS_NAMES, path)
+    message = str(error.value)
+    assert message.startswith(f"could not write the plot {path}: File exists, with ")
+    assert message.endswith("Free space there, or set hydra.run.dir to a folder on another disk.")

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,9 @@ def smoke_run(tmp_path_factory, dataset_root):
     command = [sys.executable, "-m", "brainkd.run", "+experiment=smoke", f"hydra.run.dir={run_dir / 'out'}"]
     completed = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    return run_dir / "out", json.loads((run_dir / "out" / "results.json").read_text())
+    yield run_dir / "out", json.loads((run_dir / "out" / "results.json").read_text())
+    # Its checkpoints take about 0.5 GB, and pytest would keep them until the session ends.
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def test_results_hold_both_models(smoke_run):

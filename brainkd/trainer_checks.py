@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -123,11 +124,13 @@ def check_monitors(callbacks_cfg: DictConfig | None, logged: Iterable[str]) -> N
 
 @contextmanager
 def _quiet_lightning() -> Iterator[None]:
-    """Hide Lightning's notes on the hardware it found: the real trainer prints them again."""
+    """Hide Lightning's notes and warnings on the hardware and precision: the real trainer gives them again."""
     logger = logging.getLogger("lightning.pytorch")
     level = logger.level
-    logger.setLevel(logging.WARNING)
+    logger.setLevel(logging.ERROR)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
     finally:
         logger.setLevel(level)

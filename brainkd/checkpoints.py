@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from brainkd.atomic import atomic_open
+from brainkd.disk import OUTPUT_SPACE_HINT, free_bytes, megabytes, write_error
 
 log = logging.getLogger(__name__)
 
@@ -64,24 +64,11 @@ def _first_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-OUTPUT_SPACE_HINT = "Free space there, or set hydra.run.dir to a folder on another disk."
-
-
-class WriteFailed(OSError):
-    """An error for a file that could not be written, usually because its disk is full.
-
-    The message names the file, its size, the free space and what to do.
-    """
-
-    def __str__(self) -> str:
-        return self.strerror or super().__str__()
-
-
 def save_torch_file(obj: Any, path: str | Path, kind: str, hint: str, sync: bool = False) -> None:
     """Save ``obj`` with ``torch.save`` to ``path`` atomically.
 
-    A write that the disk refuses raises WriteFailed, which names ``kind`` (the file's role)
-    and ends with ``hint``.
+    A write that fails with an OSError, such as a full disk, raises ``brainkd.disk.WriteFailed``,
+    which names ``kind`` (the file's role) and ends with ``hint``.
 
     torch's zip writer masks the OSError of a full disk with an "unexpected pos" RuntimeError
     when it closes the archive, so the OSError is dug out of the exception's context.
@@ -93,36 +80,7 @@ def save_torch_file(obj: Any, path: str | Path, kind: str, hint: str, sync: bool
         cause = error if isinstance(error, OSError) else error.__context__
         if not isinstance(cause, OSError):
             raise
-        raise write_failure(cause, f"{kind} {path} (about {megabytes(_tensor_bytes(obj))})", path, hint) from cause
-
-
-def write_failure(cause: OSError, subject: str, path: str | Path, hint: str) -> WriteFailed:
-    """Build the WriteFailed for ``cause``, naming the file (``subject``), the free space beside ``path``, and ``hint``."""
-    reason = cause.strerror or str(cause)
-    return WriteFailed(cause.errno, f"could not write the {subject}: {reason}{_free_space(path)}. {hint}")
-
-
-def _free_space(path: str | Path) -> str:
-    folder = Path(path).parent
-    free = free_bytes(folder)
-    return "" if free is None else f", with {megabytes(free)} free in {folder}"
-
-
-def megabytes(size: int) -> str:
-    """Format a byte count in MB, with one decimal below 10 MB so that small files do not read as 0 MB."""
-    return f"{size / 1e6:.1f} MB" if size < 10_000_000 else f"{size / 1e6:.0f} MB"
-
-
-def free_bytes(folder: str | Path) -> int | None:
-    """Return the free space on the disk of ``folder``, or of its nearest existing parent, or None when unknown."""
-    folder = Path(folder).absolute()
-    for candidate in (folder, *folder.parents):
-        if candidate.exists():
-            try:
-                return shutil.disk_usage(candidate).free
-            except OSError:
-                return None
-    return None
+        raise write_error(cause, f"{kind} {path} (about {megabytes(_tensor_bytes(obj))})", path, hint) from cause
 
 
 # Tensors that a checkpoint keeps per trainable weight besides the weight: AdamW's two moments, SGD's momentum.
@@ -133,7 +91,7 @@ def checkpoint_bytes(model: torch.nn.Module, optimizer: str) -> int:
     """Estimate the size of a checkpoint of ``model`` that keeps the state of ``optimizer`` (adamw or sgd)."""
     weights = sum(tensor.numel() * tensor.element_size() for tensor in model.state_dict().values())
     trainable = sum(parameter.numel() * parameter.element_size() for parameter in model.parameters() if parameter.requires_grad)
-    return weights + OPTIMISER_COPIES.get(optimizer, 2) * trainable
+    return weights + OPTIMISER_COPIES[optimizer] * trainable
 
 
 def warn_if_short_of_space(folder: str | Path, needed: int) -> bool:

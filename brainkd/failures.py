@@ -6,7 +6,7 @@ import logging
 import traceback
 from pathlib import Path
 
-from brainkd.checkpoints import WriteFailed
+from brainkd.disk import WriteFailed
 from brainkd.results import write_json
 
 log = logging.getLogger(__name__)

@@ -23,13 +23,13 @@ from brainkd.checkpoints import (
     checkpoint_bytes,
     drop_training_state,
     load_weights_only,
-    megabytes,
     rejection_reason,
     warn_if_short_of_space,
 )
 from brainkd.data.datamodule import BrainMRIDataModule
 from brainkd.data.folders import DATA_SOURCE_HINT
 from brainkd.data.synthetic import make_synthetic_dataset
+from brainkd.disk import megabytes
 from brainkd.models.factory import check_input_size, count_parameters, create_model
 from brainkd.modules.base import ClassifierBase
 from brainkd.modules.metrics import metrics_from_logits
@@ -130,10 +130,10 @@ def optim_options(cfg: DictConfig) -> dict[str, Any]:
 def build_trainer(cfg: DictConfig, stage_dir: Path, run_info: dict[str, Any], max_epochs: int | None = None) -> L.Trainer:
     """Instantiate the Lightning Trainer of one model, with its loggers and callbacks.
 
-    Every trainer also keeps the random state in its checkpoints (RandomStateCallback), tells a
-    ResumableCSVLogger the step it resumes at (RestoreMetricRows), says how to resume after
-    Ctrl-C (ResumeHint) and, unless
-    ``trainer.plugins`` is set, writes checkpoints atomically (AtomicCheckpointIO).
+    Every trainer also keeps the random state in its checkpoints (RandomStateCallback), tells
+    a ResumableCSVLogger the step it resumes at (RestoreMetricRows), logs how to resume after
+    Ctrl-C (ResumeHint) and, unless ``trainer.plugins`` is set, writes checkpoints atomically
+    (AtomicCheckpointIO).
     """
     stage_dir.mkdir(parents=True, exist_ok=True)
     overrides: dict[str, Any] = {

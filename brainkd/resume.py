@@ -137,7 +137,7 @@ def _as_tuples(value: Any) -> Any:
 
 
 class ResumeHint(L.Callback):
-    """Say how to resume when Ctrl-C stops a stage; Lightning itself only reports a graceful shutdown."""
+    """Log how to resume when Ctrl-C stops a stage, because Lightning only reports a graceful shutdown."""
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, KeyboardInterrupt):
@@ -172,9 +172,10 @@ class RandomStateCallback(L.Callback):
 
 
 class MidEpochCheckpoint(ModelCheckpoint):
-    """A ModelCheckpoint that refreshes ``last.ckpt`` during epochs and after each validation, but never after an epoch's last batch.
+    """A ModelCheckpoint that refreshes ``last.ckpt`` during epochs and after each validation.
 
-    Lightning resumes a checkpoint written after the last batch by starting the next
+    It skips the point after an epoch's last batch, because Lightning resumes a
+    checkpoint written there by starting the next
     epoch, so the interrupted epoch would never be validated and could not become the
     best checkpoint. The checkpoint written after validation covers that point instead.
     """
@@ -188,7 +189,7 @@ class MidEpochCheckpoint(ModelCheckpoint):
         super().on_validation_end(trainer, pl_module)
         # Lightning 2.6 refreshes last.ckpt after validation only in a step where a top-k
         # checkpoint was saved, so an epoch that did not improve would leave it behind.
-        if trainer.sanity_checking or self._should_skip_saving_checkpoint(trainer):
+        if self._should_skip_saving_checkpoint(trainer):
             return
         others = [callback for callback in trainer.checkpoint_callbacks if callback is not self and callback.save_last]
         if any(callback._last_global_step_saved == trainer.global_step for callback in others):

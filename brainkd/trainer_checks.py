@@ -13,16 +13,13 @@ from pathlib import Path
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
-from hydra.utils import get_class
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from brainkd import checks
-
 from brainkd.modules.metrics import scalar_names
 from brainkd.pipeline import build_trainer
-
 
 # Trainer arguments of the default config that Lightning compares with numbers only once fit starts.
 TRAINER_INTEGERS = {
@@ -38,15 +35,14 @@ def check_trainer_config(cfg: DictConfig) -> None:
     """Build a trainer from ``trainer`` and ``callbacks`` without loggers, and raise ValueError if that fails.
 
     Lightning checks the accelerator, devices, precision and strategy when the Trainer is
-    built, and ModelCheckpoint its mode. Doing it here, before the images are preprocessed,
-    turns a typo into an error at once, in one line.
+    built, ModelCheckpoint its mode, and ``build_callbacks`` each entry's ``_target_``. Doing
+    it here, before the images are preprocessed, turns a typo into an error at once, in one line.
     """
     for key, low in TRAINER_INTEGERS.items():
         if cfg.trainer.get(key) is not None:
             checks.integer(f"trainer.{key}", cfg.trainer.get(key), low)
     if "deterministic" in cfg.trainer and cfg.trainer.deterministic not in (True, False, "warn", None):
         raise ValueError(f"trainer.deterministic must be true, false or warn, got {cfg.trainer.deterministic!r}")
-    check_callback_entries(cfg.get("callbacks"))
 
     without_loggers = OmegaConf.masked_copy(cfg, ["trainer", "callbacks"])
     try:
@@ -58,26 +54,6 @@ def check_trainer_config(cfg: DictConfig) -> None:
         reason = " ".join(str(cause).split())
         raise ValueError(f"invalid trainer or callbacks config: {type(cause).__name__}: {reason}{_overrides_note()}") from None
     check_strategy(trainer, cfg.trainer.get("strategy"), bool(cfg.trainer.get("sync_batchnorm")))
-
-
-def check_callback_entries(callbacks_cfg: DictConfig | None) -> None:
-    """Raise ValueError for a ``callbacks`` entry that is not a config of a Lightning Callback class."""
-    for key, entry in (callbacks_cfg or {}).items():
-        if entry is None:
-            continue
-        if not isinstance(entry, DictConfig) or not entry.get("_target_"):
-            raise ValueError(
-                f"callbacks.{key} must be a mapping with a _target_ naming a Lightning Callback class, "
-                f"got {OmegaConf.to_container(entry) if isinstance(entry, (DictConfig, ListConfig)) else entry!r}"
-            )
-        target = entry._target_
-        try:
-            found = get_class(str(target))
-        except (HydraException, ImportError, ValueError) as error:
-            cause = error.__cause__ or error
-            raise ValueError(f"callbacks.{key}._target_={target} cannot be imported: {cause}") from None
-        if not issubclass(found, L.Callback):
-            raise ValueError(f"callbacks.{key}._target_={target} is not a Lightning Callback class")
 
 
 def check_strategy(trainer: L.Trainer, strategy: object, sync_batchnorm: bool) -> None:
@@ -124,7 +100,7 @@ def check_monitors(callbacks_cfg: DictConfig | None, logged: Iterable[str]) -> N
 
 @contextmanager
 def _quiet_lightning() -> Iterator[None]:
-    """Hide Lightning's notes and warnings on the hardware and precision: the real trainer gives them again."""
+    """Hide Lightning's notes and warnings on the hardware and precision: the real trainer emits them again."""
     logger = logging.getLogger("lightning.pytorch")
     level = logger.level
     logger.setLevel(logging.ERROR)

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from brainkd import checkpoints, failures
-from brainkd.checkpoints import AtomicCheckpointIO, WriteFailed
+from brainkd import checkpoints, disk, failures
+from brainkd.checkpoints import AtomicCheckpointIO
+from brainkd.disk import WriteFailed
 from brainkd.data import cache
 from brainkd.data.cache import entry_path, load_or_build, read_entry
 from brainkd.data.duplicates import load_or_compute_groups
@@ -194,7 +195,7 @@ def test_checkpoint_size_estimate_matches_file(tmp_path):
 
 
 def test_short_disk_warns_before_training(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(checkpoints.shutil, "disk_usage", lambda folder: SimpleNamespace(free=50_000_000))
+    monkeypatch.setattr(disk.shutil, "disk_usage", lambda folder: SimpleNamespace(free=50_000_000))
     folder = tmp_path / "teacher" / "checkpoints"
     with caplog.at_level(logging.WARNING, logger="brainkd.checkpoints"):
         assert not checkpoints.warn_if_short_of_space(folder, 40_000_000)

@@ -5,7 +5,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from brainkd.checkpoints import WriteFailed
+from brainkd.disk import WriteFailed
 from brainkd.tracking.plots import (
     format_prediction_caption,
     plot_confusion_matrix,

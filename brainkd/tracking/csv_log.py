@@ -17,11 +17,11 @@ METRICS_FILE = "metrics.csv"
 
 
 class ResumableCSVLogger(CSVLogger):
-    """Lightning's CSVLogger, which puts back the rows logged before the step a stage resumes at.
+    """Lightning's CSVLogger, which restores the rows logged before the step a stage resumes at.
 
     Lightning deletes ``metrics.csv`` when a logger opens its folder again, so a resumed
     stage would lose its earlier epochs. This logger reads the file when it is built, and
-    RestoreMetricRows hands it the step the stage resumes at. The earlier rows from before
+    RestoreMetricRows passes it the step the stage resumes at. The earlier rows from before
     that step are written back, and the rest are dropped because the resumed run logs them again.
     """
 
@@ -31,20 +31,20 @@ class ResumableCSVLogger(CSVLogger):
 
     @rank_zero_only
     def restore_rows(self, resume_step: int) -> int:
-        """Put back the earlier rows logged before ``resume_step`` and return their count."""
-        kept = [row for row in self._earlier_rows if row["step"] < resume_step]
+        """Restore the earlier rows logged before ``resume_step`` and return their count."""
+        restored = [row for row in self._earlier_rows if row["step"] < resume_step]
         self._earlier_rows = []
-        if kept:
-            self.experiment.metrics[:0] = kept
+        if restored:
+            self.experiment.metrics[:0] = restored
             self.save()
-        return len(kept)
+        return len(restored)
 
 
 class RestoreMetricRows(L.Callback):
-    """Hand each ResumableCSVLogger the step that a resumed stage starts at.
+    """Pass each ResumableCSVLogger the step that a resumed stage starts at.
 
-    Lightning calls ``on_load_checkpoint`` only when ``fit`` resumes from a checkpoint, and
-    also for a checkpoint taken after the last epoch, where training itself never restarts.
+    Lightning calls ``on_load_checkpoint`` whenever ``fit`` resumes from a checkpoint, also
+    from one taken after the last epoch, where ``on_train_start`` is never called.
     """
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
@@ -52,16 +52,19 @@ class RestoreMetricRows(L.Callback):
         for logger in trainer.loggers:
             if not isinstance(logger, ResumableCSVLogger):
                 continue
-            kept = logger.restore_rows(resume_step)
-            if kept:
-                log.info("Kept %d rows of %s from before step %d", kept, logger.log_dir, resume_step)
+            restored = logger.restore_rows(resume_step)
+            if restored:
+                log.info("Restored %d rows of %s from before step %d", restored, logger.log_dir, resume_step)
             elif resume_step > 0:
-                log.warning("%s held no rows from before step %d, so its curves start at the resume",
+                log.warning("%s contains no rows from before step %d, so its curves start at the resume",
                             Path(logger.log_dir) / METRICS_FILE, resume_step)
 
 
 def read_metric_rows(path: Path) -> list[dict[str, Any]]:
-    """Read a ``metrics.csv`` as rows of numbers, leaving out empty cells; a missing or unreadable file gives no rows."""
+    """Read a ``metrics.csv`` as rows of numbers, leaving out empty cells.
+
+    A missing or unreadable file gives no rows.
+    """
     try:
         with open(path, newline="", encoding="utf-8") as stream:
             records = list(csv.DictReader(stream))

@@ -7,10 +7,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from hydra.errors import HydraException
 from hydra.utils import get_class, instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from brainkd.tracking.wandb_report import finish_stale_run
 
@@ -63,15 +64,33 @@ def _logger_overrides(logger_class: type, stage_dir: Path, run_info: dict[str, A
 def build_callbacks(callbacks_cfg: DictConfig | None, stage_dir: Path) -> list:
     """Instantiate the configured callbacks; checkpoints go to ``<stage_dir>/checkpoints``."""
     callbacks = []
-    for entry in (callbacks_cfg or {}).values():
+    for key, entry in (callbacks_cfg or {}).items():
         if entry is None:
             continue
-        target = entry.get("_target_", "")
         overrides = {}
-        if issubclass(get_class(target), ModelCheckpoint):
+        if issubclass(callback_class(key, entry), ModelCheckpoint):
             overrides["dirpath"] = str(stage_dir / "checkpoints")
         callbacks.append(instantiate(entry, **overrides))
     return callbacks
+
+
+def callback_class(key: str, entry: Any) -> type:
+    """Return the Lightning Callback class that ``callbacks.<key>`` names in its ``_target_``.
+
+    Raises ValueError, naming the key, for an entry that is not a mapping with such a target.
+    """
+    if not isinstance(entry, DictConfig) or not entry.get("_target_"):
+        value = OmegaConf.to_container(entry) if isinstance(entry, (DictConfig, ListConfig)) else repr(entry)
+        raise ValueError(f"callbacks.{key} must be a mapping with a _target_ naming a Lightning Callback class, got {value}")
+    target = entry._target_
+    try:
+        found = get_class(str(target))
+    except (HydraException, ImportError, ValueError) as error:
+        cause = error.__cause__ or error
+        raise ValueError(f"callbacks.{key}._target_={target} failed to import: {cause}") from None
+    if not issubclass(found, Callback):
+        raise ValueError(f"callbacks.{key}._target_={target} is not a Lightning Callback class")
+    return found
 
 
 def plain_config(cfg: DictConfig) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import roc_curve
 
-from brainkd.checkpoints import OUTPUT_SPACE_HINT, write_failure
+from brainkd.disk import OUTPUT_SPACE_HINT, write_error
 from brainkd.evaluation import expected_calibration_error, one_vs_rest_auroc, reliability_bins, validate_probabilities
 
 log = logging.getLogger(__name__)
@@ -265,7 +265,7 @@ def _save(figure: Figure, path: str | Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(path, format="png")
     except OSError as error:
-        raise write_failure(error, f"plot {path}", path, OUTPUT_SPACE_HINT) from error
+        raise write_error(error, f"plot {path}", path, OUTPUT_SPACE_HINT) from error
     log.debug("Wrote %s", path)
     return path
 

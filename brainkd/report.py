@@ -38,7 +38,7 @@ def build_report(sources: list[Path], out_dir: Path) -> Path:
     (out_dir / "report.md").write_text(markdown, encoding="utf-8")
 
     missing = sum(job.results is None for job in jobs)
-    log.info("Read %d jobs (%d without results) and wrote the report to %s", len(jobs), missing, out_dir)
+    log.info("Read %d job(s) (%d without results) and wrote the report to %s", len(jobs), missing, out_dir)
     return out_dir / "report.md"
 
 
